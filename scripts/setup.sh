@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Pollen's one-stop setup. Idempotent, and fast when everything is done.
+#   scripts/setup.sh          build .tools/bin/ferretdb and the .venv (Flower)
+#   scripts/setup.sh --test   also install the system packages the tests need
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+usage() { sed -n '2,4s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+
+with_test=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) with_test=1 ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage >&2; die "unknown argument: $arg" ;;
+  esac
+done
+
+SCRIPTS="$REPO_ROOT/scripts"
+step "Pollen setup in $REPO_ROOT"
+bash "$SCRIPTS/build-ferretdb.sh"
+bash "$SCRIPTS/setup-python.sh"
+if (( with_test )); then
+  bash "$SCRIPTS/install-test-deps.sh"
+fi
+step "setup done in ${SECONDS}s"

@@ -1,0 +1,128 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+
+export type NodeEnv = 'development' | 'production' | 'test';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface Config {
+  nodeEnv: NodeEnv;
+  port: number;
+  host: string;
+  /** Unset: Pollen starts an embedded FerretDB under `dataDir`. */
+  mongodbUri: string | undefined;
+  dataDir: string;
+  jwtSecret: string;
+  accessTokenTtlSeconds: number;
+  refreshTokenTtlSeconds: number;
+  corsOrigins: string[];
+  maxUploadBytes: number;
+  maxJsonBodyBytes: number;
+  logLevel: LogLevel;
+  queryMaxDepth: number;
+  queryMaxCost: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const LOG_LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+const MIN_PRODUCTION_SECRET_BYTES = 32;
+
+/** Parses "900", "90s", "15m", "12h" or "30d" into seconds. */
+export function parseDurationSeconds(text: string): number | undefined {
+  const match = /^(\d+)([smhd]?)$/.exec(text.trim());
+  if (!match) return undefined;
+  const seconds = Number(match[1]) * DURATION_UNITS[match[2] || 's']!;
+  return seconds > 0 && Number.isSafeInteger(seconds) ? seconds : undefined;
+}
+
+/** Reads and validates the environment; every problem is reported at once. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const problems: string[] = [];
+
+  const read = <T>(name: string, fallback: T, parse: (raw: string) => T | undefined, rule: string): T => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return fallback;
+    const value = parse(raw);
+    if (value === undefined) {
+      problems.push(`${name}=${JSON.stringify(raw)} is invalid: ${rule}`);
+      return fallback;
+    }
+    return value;
+  };
+  const integer = (min: number, max: number) => (raw: string) => {
+    const value = Number(raw);
+    return Number.isInteger(value) && value >= min && value <= max ? value : undefined;
+  };
+  const oneOf = <T extends string>(values: readonly T[]) => (raw: string) =>
+    values.includes(raw as T) ? (raw as T) : undefined;
+
+  const nodeEnv = read<NodeEnv>('NODE_ENV', 'development', oneOf(['development', 'production', 'test']),
+    'expected development, production or test');
+  const port = read('PORT', 4000, integer(0, 65535), 'expected a port number from 0 to 65535');
+  const host = read('HOST', '127.0.0.1', (raw) => raw.trim() || undefined, 'expected a host name or address');
+  const mongodbUri = read<string | undefined>('MONGODB_URI', undefined,
+    (raw) => (/^mongodb(\+srv)?:\/\/\S+$/.test(raw) ? raw : undefined),
+    'expected a mongodb:// or mongodb+srv:// connection string');
+  const dataDir = path.resolve(env.DATA_DIR || '.pollen');
+  const accessTokenTtlSeconds = read('ACCESS_TOKEN_TTL', 15 * 60, parseDurationSeconds,
+    'expected a duration such as 900, 90s, 15m, 12h or 30d');
+  const refreshTokenTtlSeconds = read('REFRESH_TOKEN_TTL', 30 * 86400, parseDurationSeconds,
+    'expected a duration such as 900, 90s, 15m, 12h or 30d');
+  const corsOrigins = read<string[]>('CORS_ORIGINS', [], (raw) => {
+    const origins = raw.split(',').map((o) => o.trim()).filter(Boolean);
+    return origins.every((o) => /^https?:\/\/[^/\s]+$/.test(o)) ? origins : undefined;
+  }, 'expected a comma-separated list of origins such as https://app.example.com');
+  const maxUploadBytes = read('MAX_UPLOAD_BYTES', 20 * 1024 * 1024, integer(1024, 1024 ** 3),
+    'expected a byte count from 1024 to 1073741824');
+  const maxJsonBodyBytes = read('MAX_JSON_BODY_BYTES', 1024 * 1024, integer(1024, 64 * 1024 ** 2),
+    'expected a byte count from 1024 to 67108864');
+  const logLevel = read<LogLevel>('LOG_LEVEL', nodeEnv === 'test' ? 'warn' : 'info', oneOf(LOG_LEVELS),
+    `expected one of ${LOG_LEVELS.join(', ')}`);
+  const queryMaxDepth = read('QUERY_MAX_DEPTH', 12, integer(2, 100), 'expected an integer from 2 to 100');
+  const queryMaxCost = read('QUERY_MAX_COST', 5000, integer(10, 1_000_000), 'expected an integer from 10 to 1000000');
+
+  const jwtSecretFromEnv = env.JWT_SECRET;
+  if (nodeEnv === 'production') {
+    if (!jwtSecretFromEnv) {
+      problems.push('JWT_SECRET is required when NODE_ENV=production');
+    } else if (Buffer.byteLength(jwtSecretFromEnv) < MIN_PRODUCTION_SECRET_BYTES) {
+      problems.push(`JWT_SECRET must be at least ${MIN_PRODUCTION_SECRET_BYTES} bytes when NODE_ENV=production`);
+    }
+  }
+
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  return {
+    nodeEnv, port, host, mongodbUri, dataDir,
+    jwtSecret: jwtSecretFromEnv || developmentJwtSecret(dataDir),
+    accessTokenTtlSeconds, refreshTokenTtlSeconds, corsOrigins,
+    maxUploadBytes, maxJsonBodyBytes, logLevel, queryMaxDepth, queryMaxCost,
+  };
+}
+
+/** Outside production a secret is generated once and kept, so tokens survive restarts. */
+function developmentJwtSecret(dataDir: string): string {
+  const file = path.join(dataDir, 'jwt-secret');
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const secret = randomBytes(48).toString('base64url');
+  try {
+    writeFileSync(file, `${secret}\n`, { mode: 0o600, flag: 'wx' });
+    return secret;
+  } catch (error) {
+    // Another instance sharing DATA_DIR wrote it first: use theirs.
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return readFileSync(file, 'utf8').trim();
+    throw error;
+  }
+}

@@ -1,0 +1,58 @@
+import { randomUUID } from 'node:crypto';
+import type { NextFunction, Request, Response } from 'express';
+import type { Logger } from '../logger.js';
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    id: string;
+    log: Logger;
+  }
+}
+
+const INBOUND_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** Gives each request an id (a caller's X-Request-Id when sane), a child logger and an access log line. */
+export function requestContext(logger: Logger) {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    const inbound = req.get('x-request-id');
+    req.id = inbound && INBOUND_ID.test(inbound) ? inbound : randomUUID();
+    req.log = logger.child({ requestId: req.id });
+    res.setHeader('x-request-id', req.id);
+    const started = process.hrtime.bigint();
+    res.on('finish', () => {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      req.log.info({ method: req.method, path: req.originalUrl.split('?')[0], status: res.statusCode, ms: Math.round(ms * 10) / 10 }, 'request');
+    });
+    next();
+  };
+}
+
+/** Turns body-parser and upload failures into JSON 4xx answers instead of HTML pages or 500s. */
+export function httpErrorHandler(err: unknown, req: Request, res: Response, next: NextFunction): void {
+  if (res.headersSent) return next(err);
+  const status = httpStatusOf(err);
+  if (status >= 500) req.log.error({ err }, 'unhandled request error');
+  const message = status >= 500 ? 'Internal server error' : (err as Error).message || 'Bad request';
+  const code = status === 413 ? 'PAYLOAD_TOO_LARGE' : status >= 500 ? 'INTERNAL_SERVER_ERROR' : 'BAD_REQUEST';
+  res.status(status).json({ errors: [{ message, extensions: { code, requestId: req.id } }] });
+}
+
+function httpStatusOf(err: unknown): number {
+  const status = (err as { status?: unknown; statusCode?: unknown })?.status ?? (err as { statusCode?: unknown })?.statusCode;
+  return typeof status === 'number' && status >= 400 && status < 600 ? status : 500;
+}
+
+/**
+ * Apollo's CSRF prevention, applied before multipart bodies are read: a browser form can post
+ * multipart cross-site without a preflight, so such requests must carry a header that forces one.
+ */
+export function requirePreflightForMultipart(req: Request, res: Response, next: NextFunction): void {
+  if (req.is('multipart/form-data') && !req.get('apollo-require-preflight') && !req.get('x-apollo-operation-name')) {
+    res.status(400).json({ errors: [{
+      message: 'Multipart requests must send an "apollo-require-preflight: true" header (CSRF prevention).',
+      extensions: { code: 'BAD_REQUEST', requestId: req.id },
+    }] });
+    return;
+  }
+  next();
+}

@@ -1,0 +1,35 @@
+import { getModelForClass, index, modelOptions, prop } from '@typegoose/typegoose';
+import { Types } from 'mongoose';
+
+/**
+ * One rotation of a refresh token. Tokens of one sign-in share a `familyId`; only the
+ * SHA-256 of the token is stored.
+ */
+@modelOptions({ schemaOptions: { collection: 'refresh_tokens', timestamps: { createdAt: true, updatedAt: false } } })
+@index({ tokenHash: 1 }, { unique: true })
+@index({ familyId: 1 })
+export class RefreshToken {
+  readonly _id!: Types.ObjectId;
+
+  @prop({ required: true })
+  tokenHash!: string;
+
+  @prop({ required: true })
+  familyId!: string;
+
+  @prop({ required: true, type: () => Types.ObjectId })
+  userId!: Types.ObjectId;
+
+  @prop({ required: true })
+  expiresAt!: Date;
+
+  /** Set when this token was exchanged for the next one. */
+  @prop({ type: Date, default: null })
+  rotatedAt!: Date | null;
+
+  /** Set on the whole family by logout or by reuse detection. */
+  @prop({ type: Date, default: null })
+  revokedAt!: Date | null;
+}
+
+export const RefreshTokenModel = getModelForClass(RefreshToken);

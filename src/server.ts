@@ -1,0 +1,167 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
+import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
+import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import { expressMiddleware } from '@as-integrations/express5';
+import cors from 'cors';
+import express from 'express';
+import { graphqlUploadExpress } from 'graphql-upload-ts';
+import type { Config } from './config.js';
+import { connectDatabase, ensureIndexes, type Database } from './db/database.js';
+import { graphiqlRouter } from './graphiql/graphiql.router.js';
+import { createContext, type Context } from './graphql/context.js';
+import { isExpectedError, maskError } from './graphql/errors.js';
+import { assertWithinLimits, type QueryLimits } from './graphql/limits.js';
+import { buildPollenSchema } from './graphql/schema.js';
+import { attachGraphQLWebSocket, MAX_TOKENS } from './graphql/websocket.js';
+import { httpErrorHandler, requestContext, requirePreflightForMultipart } from './http/request-context.js';
+import type { Logger } from './logger.js';
+import { createServices, MODELS } from './services.js';
+
+export interface RunningPollen {
+  /** http://HOST:PORT/graphql, with the port actually bound. */
+  readonly url: string;
+  readonly port: number;
+  readonly database: Database;
+  /** Graceful: stop accepting, drain requests, close sockets, disconnect, stop FerretDB. */
+  stop(): Promise<void>;
+}
+
+/** Connects the database, then serves GraphQL over HTTP and graphql-ws on one port. */
+export async function startPollen(config: Config, logger: Logger): Promise<RunningPollen> {
+  const database = await connectDatabase(config, logger);
+  try {
+    await ensureIndexes(MODELS);
+    return await serve(config, logger, database);
+  } catch (error) {
+    await database.close();
+    throw error;
+  }
+}
+
+async function serve(config: Config, logger: Logger, database: Database): Promise<RunningPollen> {
+  const schema = await buildPollenSchema();
+  const services = createServices(config);
+  const limits: QueryLimits = { maxDepth: config.queryMaxDepth, maxCost: config.queryMaxCost };
+
+  const app = express();
+  app.disable('x-powered-by');
+  const httpServer = createServer(app);
+  const webSocket = attachGraphQLWebSocket({ httpServer, schema, services, limits, logger });
+
+  const apollo = new ApolloServer<Context>({
+    schema,
+    introspection: config.nodeEnv !== 'production',
+    // main.ts owns signal handling and stops everything in order.
+    stopOnTerminationSignals: false,
+    includeStacktraceInErrorResponses: false,
+    parseOptions: { maxTokens: MAX_TOKENS },
+    // Request ids are added per response by the plugin below, which knows the request.
+    formatError: (formatted) => maskError(formatted),
+    plugins: [
+      ApolloServerPluginDrainHttpServer({ httpServer }),
+      ApolloServerPluginLandingPageDisabled(),
+      operationPlugin(limits),
+    ],
+  });
+  await apollo.start();
+
+  app.use(requestContext(logger));
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', async (_req, res) => {
+    const ready = await database.isReady();
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'unavailable', database: ready ? 'up' : 'down' });
+  });
+  app.use(graphiqlRouter());
+  app.use(
+    '/graphql',
+    cors({ origin: config.corsOrigins.length > 0 ? config.corsOrigins : false }),
+    express.json({ limit: config.maxJsonBodyBytes }),
+    requirePreflightForMultipart,
+    graphqlUploadExpress({ maxFileSize: config.maxUploadBytes, maxFiles: 1 }),
+    expressMiddleware(apollo, {
+      context: async ({ req }) => {
+        const authorization = req.get('authorization');
+        let viewer;
+        if (authorization) {
+          try {
+            viewer = services.tokens.verifyAccessToken(authorization);
+          } catch (error) {
+            Object.assign((error as { extensions: Record<string, unknown> }).extensions, { requestId: req.id, http: { status: 401 } });
+            throw error;
+          }
+        }
+        return createContext({ requestId: req.id, logger: req.log, viewer, services });
+      },
+    }),
+  );
+  app.use((_req, res) => {
+    res.status(404).json({ errors: [{ message: 'Not found', extensions: { code: 'NOT_FOUND' } }] });
+  });
+  app.use(httpErrorHandler);
+
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once('error', reject);
+    httpServer.listen(config.port, config.host, () => resolve());
+  });
+  const port = (httpServer.address() as AddressInfo).port;
+  const url = `http://${displayHost(config.host)}:${port}/graphql`;
+
+  let stopping: Promise<void> | undefined;
+  return {
+    url,
+    port,
+    database,
+    stop: () => (stopping ??= shutdown(httpServer, webSocket, apollo, database, logger)),
+  };
+}
+
+async function shutdown(
+  httpServer: Server,
+  webSocket: { close(): Promise<void> },
+  apollo: ApolloServer<Context>,
+  database: Database,
+  logger: Logger,
+): Promise<void> {
+  logger.info('shutting down');
+  await webSocket.close();
+  await apollo.stop(); // the drain plugin stops accepting, finishes requests, closes the server
+  if (httpServer.listening) await new Promise<void>((resolve) => httpServer.close(() => resolve()));
+  await database.close();
+  logger.info('stopped');
+}
+
+/** Depth and cost limits, request ids on errors, and logging of unexpected errors with stacks. */
+function operationPlugin(limits: QueryLimits): ApolloServerPlugin<Context> {
+  return {
+    async requestDidStart() {
+      return {
+        async didResolveOperation({ schema, document, operationName, request }) {
+          assertWithinLimits({ schema, document, operationName, variables: request.variables }, limits);
+        },
+        async didEncounterErrors({ errors, contextValue }) {
+          for (const error of errors) {
+            if (!isExpectedError(error)) {
+              contextValue.logger.error({ err: error.originalError ?? error, path: error.path }, 'unexpected error');
+            }
+          }
+        },
+        async willSendResponse({ response, contextValue }) {
+          if (response.body.kind === 'single' && response.body.singleResult.errors) {
+            response.body.singleResult.errors = response.body.singleResult.errors.map((e) => ({
+              ...e,
+              extensions: { ...e.extensions, requestId: contextValue.requestId },
+            }));
+          }
+        },
+      };
+    },
+  };
+}
+
+function displayHost(host: string): string {
+  return ['127.0.0.1', '0.0.0.0', '::', '::1'].includes(host) ? 'localhost' : host.includes(':') ? `[${host}]` : host;
+}

@@ -1,0 +1,66 @@
+import { existsSync } from 'node:fs';
+import { chromium, type Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PollenProcess, signUp } from './support/testkit.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+let pollen: PollenProcess;
+let browser: Browser;
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error('Debian chromium is missing: run "bash scripts/setup.sh --test" (npm test does).');
+  pollen = await PollenProcess.start();
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    // Root in a sandbox-less container, and a closed network: keep Chromium from calling home.
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+});
+afterAll(async () => {
+  await browser?.close();
+  await pollen?.stop();
+  pollen?.removeDataDir();
+});
+
+describe('GraphiQL in a browser', () => {
+  it('loads from Pollen alone, runs a query with an Authorization header and shows the result', async () => {
+    const { session } = await signUp(pollen, 'browser_user');
+    const page = await browser.newPage();
+    const foreignRequests: string[] = [];
+    page.on('request', (request) => {
+      if (!request.url().startsWith(pollen.origin) && !request.url().startsWith('data:')) foreignRequests.push(request.url());
+    });
+    const consoleErrors: string[] = [];
+    page.on('console', (message) => {
+      if (message.type() === 'error') consoleErrors.push(message.text());
+    });
+
+    await page.goto(pollen.url);
+    expect(await page.title()).toBe('Pollen GraphiQL');
+    await page.waitForSelector('.graphiql-query-editor .CodeMirror');
+
+    await page.click('.graphiql-editor-tools button[data-name="headers"]');
+    await page.evaluate((headers) => {
+      const editor = document.querySelector('.graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror') as unknown as
+        { CodeMirror: { setValue(text: string): void } };
+      editor.CodeMirror.setValue(headers);
+    }, JSON.stringify({ Authorization: `Bearer ${session.accessToken}` }));
+    await page.evaluate((query) => {
+      const editor = document.querySelector('.graphiql-query-editor .CodeMirror') as unknown as
+        { CodeMirror: { setValue(text: string): void } };
+      editor.CodeMirror.setValue(query);
+    }, 'query WhoAmI { me { username email } }');
+    // GraphiQL picks up the operation name after a short debounce.
+    await page.waitForTimeout(400);
+    await page.click('.graphiql-execute-button');
+
+    const response = page.locator('.graphiql-response');
+    await expect.poll(() => response.innerText(), { timeout: 10_000 }).toContain('browser_user@example.com');
+    await page.screenshot({ path: `${pollen.dataDir}/graphiql.png` });
+
+    expect(foreignRequests).toEqual([]);
+    expect(consoleErrors).toEqual([]);
+    await page.close();
+  });
+});

@@ -1,0 +1,224 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
+import { print, type GraphQLFormattedError } from 'graphql';
+import { createClient, type Client } from 'graphql-ws';
+import { inject } from 'vitest';
+import WebSocket from 'ws';
+
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const MAIN = path.join(REPO_ROOT, 'dist/main.js');
+
+/** Every process the kit started, so none outlives a failed test file. */
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+export interface PollenOptions {
+  /** Extra environment; wins over the kit's defaults. */
+  env?: Record<string, string | undefined>;
+  /** Database name on the run's FerretDB (a fresh one by default); `false` for embedded mode. */
+  database?: string | false;
+  /** Reuse a DATA_DIR (for restarts); a fresh temporary one by default. */
+  dataDir?: string;
+}
+
+/** A real Pollen process (`node dist/main.js`), started the way a user starts it. */
+export class PollenProcess {
+  /** Every line Pollen printed, stdout and stderr. */
+  readonly output: string[] = [];
+  url = '';
+  private readonly exit: Promise<number | null>;
+
+  private constructor(
+    readonly child: ChildProcess,
+    readonly dataDir: string,
+    readonly database: string | false,
+  ) {
+    createInterface({ input: child.stdout! }).on('line', (line) => this.output.push(line));
+    createInterface({ input: child.stderr! }).on('line', (line) => this.output.push(line));
+    this.exit = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+  }
+
+  static async start(options: PollenOptions = {}): Promise<PollenProcess> {
+    const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'pollen-test-data-'));
+    const database = options.database ?? `t_${randomUUID().replaceAll('-', '').slice(0, 16)}`;
+    const env: Record<string, string | undefined> = {
+      ...process.env,
+      NODE_ENV: 'test',
+      PORT: '0',
+      HOST: '127.0.0.1',
+      DATA_DIR: dataDir,
+      LOG_LEVEL: 'info',
+      MONGODB_URI: database === false ? undefined : `${inject('mongoUri')}${database}`,
+      ...options.env,
+    };
+    const child = spawn(process.execPath, [MAIN], { env: env as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    running.add(child);
+    child.once('exit', () => running.delete(child));
+    const pollen = new PollenProcess(child, dataDir, database);
+    pollen.url = await pollen.readyUrl();
+    return pollen;
+  }
+
+  /** Waits for the banner a user sees: "Pollen ready at URL". */
+  private async readyUrl(): Promise<string> {
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline) {
+      const ready = this.output.map((line) => /^Pollen ready at (\S+)$/.exec(line)).find(Boolean);
+      if (ready) return ready[1]!;
+      if (this.child.exitCode !== null) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    throw new Error(`Pollen did not start (exit ${this.child.exitCode}):\n${this.output.join('\n')}`);
+  }
+
+  get origin(): string {
+    return new URL(this.url).origin;
+  }
+
+  get wsUrl(): string {
+    return this.url.replace(/^http/, 'ws');
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  /** JSON log lines that Pollen wrote, parsed. */
+  logs(): Array<Record<string, unknown>> {
+    return this.output.flatMap((line) => {
+      try {
+        return [JSON.parse(line) as Record<string, unknown>];
+      } catch {
+        return [];
+      }
+    });
+  }
+
+  client(token?: string): GraphQLClient {
+    return new GraphQLClient(this.url, token);
+  }
+
+  /** Sends a signal and waits for the process to end; resolves with its exit code. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+    return this.exit;
+  }
+
+  removeDataDir(): void {
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
+
+export interface GraphQLResponse<R> {
+  status: number;
+  headers: Headers;
+  data?: R | null;
+  errors?: GraphQLFormattedError[];
+}
+
+/** Runs typed documents from test/operations over HTTP, as any client would. */
+export class GraphQLClient {
+  constructor(readonly url: string, public token?: string) {}
+
+  async request<R, V>(
+    document: TypedDocumentNode<R, V>,
+    ...[variables, headers]: V extends Record<string, never> ? [V?, Record<string, string>?] : [V, Record<string, string>?]
+  ): Promise<GraphQLResponse<R>> {
+    return this.post({ query: print(document), variables }, headers);
+  }
+
+  /** Posts a raw GraphQL body (for hostile or hand-written requests). */
+  async post<R = Record<string, unknown>>(body: unknown, headers: Record<string, string> = {}): Promise<GraphQLResponse<R>> {
+    const response = await fetch(this.url, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+        ...headers,
+      },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    });
+    const text = await response.text();
+    let parsed: { data?: R | null; errors?: GraphQLFormattedError[] };
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new Error(`Non-JSON answer (${response.status}): ${text.slice(0, 200)}`);
+    }
+    return { status: response.status, headers: response.headers, ...parsed };
+  }
+
+  /** Like request, but fails the test on any error and returns the data. */
+  async data<R, V>(
+    document: TypedDocumentNode<R, V>,
+    ...rest: V extends Record<string, never> ? [V?, Record<string, string>?] : [V, Record<string, string>?]
+  ): Promise<R> {
+    const result = await this.request(document, ...rest);
+    if (result.errors?.length || !result.data) {
+      throw new Error(`GraphQL errors: ${JSON.stringify(result.errors)}`);
+    }
+    return result.data;
+  }
+}
+
+/** The single error's code, or a readable failure. */
+export function errorCode(result: { errors?: readonly GraphQLFormattedError[] }): unknown {
+  if (result.errors?.length !== 1) throw new Error(`expected exactly one error, got ${JSON.stringify(result.errors)}`);
+  return result.errors[0]!.extensions?.code;
+}
+
+export interface WsConnection {
+  client: Client;
+  /** Resolves with the close event once the socket closes. */
+  closed: Promise<{ code: number; reason: string }>;
+  execute<R, V>(document: TypedDocumentNode<R, V>, variables?: V): Promise<{ data?: R | null; errors?: readonly GraphQLFormattedError[] }>;
+}
+
+/** A graphql-ws client, with connectionParams as the API contract describes. */
+export function connectWebSocket(wsUrl: string, token?: string): WsConnection {
+  let onClosed!: (event: { code: number; reason: string }) => void;
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => (onClosed = resolve));
+  const client = createClient({
+    url: wsUrl,
+    webSocketImpl: WebSocket,
+    lazy: false,
+    retryAttempts: 0,
+    connectionParams: token ? { authorization: `Bearer ${token}` } : {},
+    on: { closed: (event) => onClosed(event as { code: number; reason: string }) },
+    onNonLazyError: () => undefined,
+  });
+  return {
+    client,
+    closed,
+    execute(document, variables) {
+      return new Promise((resolve, reject) => {
+        let result: { data?: never; errors?: readonly GraphQLFormattedError[] } | undefined;
+        client.subscribe({ query: print(document), variables: variables as Record<string, unknown> }, {
+          next: (value) => (result = value as typeof result),
+          error: (error) => (Array.isArray(error) ? resolve({ errors: error }) : reject(error)),
+          complete: () => resolve(result ?? {}),
+        });
+      });
+    },
+  };
+}
+
+const STRONG_PASSWORD = 'Pollen!2026';
+
+/** Registers a fresh user and returns the session and a client signed in as them. */
+export async function signUp(pollen: PollenProcess, name = `user_${randomUUID().slice(0, 8)}`) {
+  const { RegisterDocument } = await import('../generated/graphql.js');
+  const anonymous = pollen.client();
+  const { register } = await anonymous.data(RegisterDocument, {
+    input: { username: name, email: `${name}@example.com`, password: STRONG_PASSWORD },
+  });
+  return { session: register, password: STRONG_PASSWORD, client: pollen.client(register.accessToken) };
+}
