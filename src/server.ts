@@ -10,6 +10,7 @@ import { graphqlUploadExpress } from 'graphql-upload-ts';
 import type { Config } from './config.js';
 import { connectDatabase, ensureIndexes, type Database } from './db/database.js';
 import { graphiqlRouter } from './graphiql/graphiql.router.js';
+import { appArchiveRouter } from './modules/apps/app-archive.router.js';
 import { createContext, type Context } from './graphql/context.js';
 import { isExpectedError, maskError } from './graphql/errors.js';
 import { assertWithinLimits, type QueryLimits } from './graphql/limits.js';
@@ -76,6 +77,7 @@ async function serve(config: Config, logger: Logger, database: Database): Promis
     res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'unavailable', database: ready ? 'up' : 'down' });
   });
   app.use(graphiqlRouter());
+  app.use(appArchiveRouter(services));
   app.use(
     '/graphql',
     cors({ origin: config.corsOrigins.length > 0 ? config.corsOrigins : false }),

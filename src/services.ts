@@ -1,8 +1,18 @@
 import type { Config } from './config.js';
+import { ClaimModel } from './db/claims.js';
+import { DEFAULT_ARCHIVE_LIMITS } from './modules/apps/app-archive.js';
+import { AppService } from './modules/apps/app.service.js';
+import { FlowerAppModel } from './modules/apps/flower-app.model.js';
 import { AuthService } from './modules/auth/auth.service.js';
-import { LoginGuardModel } from './modules/auth/login-guard.model.js';
+import { LoginFailureModel } from './modules/auth/login-failure.model.js';
+import { LoginLockModel } from './modules/auth/login-lock.model.js';
 import { RefreshTokenModel } from './modules/auth/refresh-token.model.js';
 import { TokenService } from './modules/auth/token.service.js';
+import { TrainingConfigModel } from './modules/configs/training-config.model.js';
+import { TrainingConfigService } from './modules/configs/training-config.service.js';
+import { ProjectModel } from './modules/projects/project.model.js';
+import { ProjectService } from './modules/projects/project.service.js';
+import { TrainingJobModel } from './modules/training/training-job.model.js';
 import { UserModel } from './modules/users/user.model.js';
 import { UserService } from './modules/users/user.service.js';
 
@@ -11,13 +21,26 @@ export interface Services {
   users: UserService;
   tokens: TokenService;
   auth: AuthService;
+  projects: ProjectService;
+  apps: AppService;
+  configs: TrainingConfigService;
 }
 
 export function createServices(config: Config): Services {
   const users = new UserService();
   const tokens = new TokenService(config.jwtSecret, config.accessTokenTtlSeconds);
-  return { users, tokens, auth: new AuthService(users, tokens, config.refreshTokenTtlSeconds) };
+  const apps = new AppService({ ...DEFAULT_ARCHIVE_LIMITS, maxBytes: config.maxUploadBytes });
+  return {
+    users,
+    tokens,
+    auth: new AuthService(users, tokens, config.refreshTokenTtlSeconds),
+    projects: new ProjectService(apps),
+    apps,
+    configs: new TrainingConfigService(),
+  };
 }
 
 /** Every model whose indexes are created at start. */
-export const MODELS = [UserModel, RefreshTokenModel, LoginGuardModel];
+export const MODELS = [
+  ClaimModel, UserModel, RefreshTokenModel, LoginFailureModel, LoginLockModel, ProjectModel, FlowerAppModel, TrainingConfigModel, TrainingJobModel,
+];

@@ -152,6 +152,13 @@ describe('signing in', () => {
     }
   });
 
+  it('counts failures that arrive at once without losing any', async () => {
+    const { session, password } = await signUp(pollen);
+    const login = (pw: string) => pollen.client().request(LoginDocument, { input: { username: session.user.username, password: pw } });
+    await Promise.all(Array.from({ length: 5 }, () => login('Wrong!pass1')));
+    expect(errorCode(await login(password))).toBe('RATE_LIMITED');
+  });
+
   it('clears the failure count after a successful sign-in', async () => {
     const { session, password } = await signUp(pollen);
     const login = (pw: string) => pollen.client().request(LoginDocument, { input: { username: session.user.username, password: pw } });
@@ -194,6 +201,14 @@ describe('refresh tokens', () => {
     await anonymous.data(LogoutDocument, { refreshToken: session.refreshToken });
     expect(errorCode(await anonymous.request(RefreshTokenDocument, { refreshToken: session.refreshToken }))).toBe('UNAUTHENTICATED');
     expect((await anonymous.request(RefreshTokenDocument, { refreshToken: other.refreshToken })).errors).toBeUndefined();
+  });
+
+  it('rotate once even when the same token is presented twice at once', async () => {
+    const { session } = await signUp(pollen);
+    const attempts = await Promise.all([1, 2, 3].map(() =>
+      pollen.client().request(RefreshTokenDocument, { refreshToken: session.refreshToken })));
+    expect(attempts.filter((a) => a.data?.refreshToken)).toHaveLength(1);
+    expect(attempts.filter((a) => a.errors).map(errorCode)).toEqual(['UNAUTHENTICATED', 'UNAUTHENTICATED']);
   });
 
   it('are refused when unknown', async () => {

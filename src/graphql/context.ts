@@ -1,14 +1,22 @@
 import type DataLoader from 'dataloader';
+import { byIdLoader } from '../db/loaders.js';
 import type { Logger } from '../logger.js';
-import type { Services } from '../services.js';
 import type { Viewer } from '../modules/auth/token.service.js';
-import type { User } from '../modules/users/user.model.js';
+import { FlowerAppModel, type FlowerApp } from '../modules/apps/flower-app.model.js';
+import { TrainingConfigModel, type TrainingConfig } from '../modules/configs/training-config.model.js';
+import { ProjectModel, type Project } from '../modules/projects/project.model.js';
+import { UserModel, type User } from '../modules/users/user.model.js';
+import type { Services } from '../services.js';
 
+/** One batched loader per relation a resolver follows; they live for one operation. */
 export interface Loaders {
   user: DataLoader<string, User | null>;
+  project: DataLoader<string, Project | null>;
+  app: DataLoader<string, FlowerApp | null>;
+  config: DataLoader<string, TrainingConfig | null>;
 }
 
-/** What every resolver receives, on HTTP and graphql-ws alike. Loaders live for one operation. */
+/** What every resolver receives, on HTTP and graphql-ws alike. */
 export interface Context {
   requestId: string;
   logger: Logger;
@@ -18,5 +26,13 @@ export interface Context {
 }
 
 export function createContext(base: Omit<Context, 'loaders'>): Context {
-  return { ...base, loaders: { user: base.services.users.createLoader() } };
+  return {
+    ...base,
+    loaders: {
+      user: byIdLoader<User>(UserModel),
+      project: byIdLoader<Project>(ProjectModel),
+      app: byIdLoader<FlowerApp>(FlowerAppModel),
+      config: byIdLoader<TrainingConfig>(TrainingConfigModel),
+    },
+  };
 }

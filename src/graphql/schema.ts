@@ -2,12 +2,15 @@ import 'reflect-metadata';
 import { DateTimeISOResolver } from 'graphql-scalars';
 import { lexicographicSortSchema, printSchema, type GraphQLSchema } from 'graphql';
 import { buildSchema } from 'type-graphql';
+import { AppResolver } from '../modules/apps/app.resolver.js';
 import { AuthResolver } from '../modules/auth/auth.resolver.js';
+import { TrainingConfigResolver } from '../modules/configs/training-config.resolver.js';
+import { ProjectMemberResolver, ProjectResolver } from '../modules/projects/project.resolver.js';
 import { UserResolver } from '../modules/users/user.resolver.js';
 
 export function buildPollenSchema(): Promise<GraphQLSchema> {
   return buildSchema({
-    resolvers: [AuthResolver, UserResolver],
+    resolvers: [AuthResolver, UserResolver, ProjectResolver, ProjectMemberResolver, AppResolver, TrainingConfigResolver],
     scalarsMap: [{ type: Date, scalar: DateTimeISOResolver }],
     // Services validate input themselves, to name each field in BAD_USER_INPUT errors.
     validate: false,

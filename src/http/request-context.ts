@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
+import { GraphQLError } from 'graphql';
 import type { Logger } from '../logger.js';
 
 declare module 'express-serve-static-core' {
@@ -27,14 +28,22 @@ export function requestContext(logger: Logger) {
   };
 }
 
-/** Turns body-parser and upload failures into JSON 4xx answers instead of HTML pages or 500s. */
+const STATUS_BY_CODE: Record<string, number> = {
+  UNAUTHENTICATED: 401, FORBIDDEN: 403, NOT_FOUND: 404, BAD_USER_INPUT: 400, CONFLICT: 409, RATE_LIMITED: 429,
+};
+
+/**
+ * Answers errors outside GraphQL (body parsing, uploads, the REST routes) as JSON in the same
+ * shape as GraphQL errors, with a 4xx status for anything the client got wrong.
+ */
 export function httpErrorHandler(err: unknown, req: Request, res: Response, next: NextFunction): void {
   if (res.headersSent) return next(err);
-  const status = httpStatusOf(err);
+  const code = err instanceof GraphQLError ? String(err.extensions.code) : undefined;
+  const status = (code && STATUS_BY_CODE[code]) || httpStatusOf(err);
   if (status >= 500) req.log.error({ err }, 'unhandled request error');
   const message = status >= 500 ? 'Internal server error' : (err as Error).message || 'Bad request';
-  const code = status === 413 ? 'PAYLOAD_TOO_LARGE' : status >= 500 ? 'INTERNAL_SERVER_ERROR' : 'BAD_REQUEST';
-  res.status(status).json({ errors: [{ message, extensions: { code, requestId: req.id } }] });
+  const fallbackCode = status === 413 ? 'PAYLOAD_TOO_LARGE' : status >= 500 ? 'INTERNAL_SERVER_ERROR' : 'BAD_REQUEST';
+  res.status(status).json({ errors: [{ message, extensions: { code: code ?? fallbackCode, requestId: req.id } }] });
 }
 
 function httpStatusOf(err: unknown): number {

@@ -73,10 +73,10 @@ export class PollenProcess {
     while (Date.now() < deadline) {
       const ready = this.output.map((line) => /^Pollen ready at (\S+)$/.exec(line)).find(Boolean);
       if (ready) return ready[1]!;
-      if (this.child.exitCode !== null) break;
+      if (this.child.exitCode !== null || this.child.signalCode !== null) break;
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    throw new Error(`Pollen did not start (exit ${this.child.exitCode}):\n${this.output.join('\n')}`);
+    throw new Error(`Pollen did not start (exit ${this.child.exitCode ?? this.child.signalCode}):\n${this.output.join('\n')}`);
   }
 
   get origin(): string {
@@ -154,6 +154,31 @@ export class GraphQLClient {
       throw new Error(`Non-JSON answer (${response.status}): ${text.slice(0, 200)}`);
     }
     return { status: response.status, headers: response.headers, ...parsed };
+  }
+
+  /**
+   * Sends a GraphQL multipart request (the upload spec), with the preflight header Apollo's CSRF
+   * prevention asks for. `files` maps a variable name to the file sent for it.
+   */
+  async upload<R, V>(
+    document: TypedDocumentNode<R, V>,
+    variables: V,
+    files: Record<string, { bytes: Buffer; filename: string }>,
+  ): Promise<GraphQLResponse<R>> {
+    const form = new FormData();
+    const names = Object.keys(files);
+    form.set('operations', JSON.stringify({
+      query: print(document),
+      variables: { ...variables, ...Object.fromEntries(names.map((name) => [name, null])) },
+    }));
+    form.set('map', JSON.stringify(Object.fromEntries(names.map((name, i) => [String(i), [`variables.${name}`]]))));
+    names.forEach((name, i) => form.set(String(i), new Blob([new Uint8Array(files[name]!.bytes)]), files[name]!.filename));
+    const response = await fetch(this.url, {
+      method: 'POST',
+      headers: { 'apollo-require-preflight': 'true', ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) },
+      body: form,
+    });
+    return { status: response.status, headers: response.headers, ...(await response.json()) };
   }
 
   /** Like request, but fails the test on any error and returns the data. */

@@ -5,9 +5,10 @@ import { UserModel, type User } from '../users/user.model.js';
 import { emailViolation, normalizeEmail, usernameViolation, type UserService } from '../users/user.service.js';
 import type { AuthPayload } from './auth-payload.model.js';
 import type { LoginInput, RegisterInput } from './auth.inputs.js';
-import { LoginGuardModel } from './login-guard.model.js';
+import { LoginFailureModel } from './login-failure.model.js';
+import { LoginLockModel } from './login-lock.model.js';
 import { hashPassword, passwordViolation, verifyPassword } from './password.policy.js';
-import { RefreshTokenModel } from './refresh-token.model.js';
+import { RefreshTokenModel, type RefreshToken } from './refresh-token.model.js';
 import { TokenService } from './token.service.js';
 
 const MAX_FAILED_LOGINS = 5;
@@ -27,7 +28,8 @@ export class AuthService {
       passwordViolation(input.password)].filter((v): v is FieldViolation => v !== undefined);
     if (violations.length > 0) throw badUserInput(violations);
     const user = await this.users.create({ ...input, passwordHash: await hashPassword(input.password) });
-    return this.issueTokens(user, randomUUID());
+    const familyId = randomUUID();
+    return this.issueTokens(user, familyId, `sign-in:${familyId}`);
   }
 
   async login(input: LoginInput): Promise<AuthPayload> {
@@ -39,27 +41,41 @@ export class AuthService {
       await this.recordFailedLogin(guardKey);
       throw unauthenticated(BAD_CREDENTIALS);
     }
-    await LoginGuardModel.deleteOne({ key: guardKey }).exec();
-    return this.issueTokens(user!, randomUUID());
+    await LoginFailureModel.deleteMany({ key: guardKey }).exec();
+    const familyId = randomUUID();
+    return this.issueTokens(user!, familyId, `sign-in:${familyId}`);
   }
 
-  /** Rotates a refresh token. A token that was already rotated signals theft: its family dies. */
+  /**
+   * Rotates a refresh token. Each token can be rotated once: its successor is stored under a
+   * unique `issuedFor` key, so of two concurrent rotations only one succeeds. Presenting a token
+   * that was already rotated signals theft, and its whole family is revoked.
+   */
   async refresh(refreshToken: string): Promise<AuthPayload> {
     const record = await RefreshTokenModel.findOne({ tokenHash: TokenService.hashRefreshToken(refreshToken) }).lean().exec();
-    const now = new Date();
-    if (!record || record.revokedAt || record.expiresAt <= now) {
+    if (!record || record.revokedAt || record.expiresAt <= new Date()) {
       throw unauthenticated('Your refresh token is invalid or has expired: sign in again.');
-    }
-    const claimed = record.rotatedAt
-      ? null
-      : await RefreshTokenModel.findOneAndUpdate({ _id: record._id, rotatedAt: null }, { $set: { rotatedAt: now } }).exec();
-    if (!claimed) {
-      await this.revokeFamily(record.familyId);
-      throw unauthenticated('This refresh token was already used, so every session of that sign-in was ended: sign in again.');
     }
     const user = await UserModel.findById(record.userId).lean<User>().exec();
     if (!user) throw unauthenticated('Your account no longer exists.');
-    return this.issueTokens(user, record.familyId);
+    const successor = record.rotatedAt ? undefined : await this.rotate(user, record);
+    if (!successor) {
+      await this.revokeFamily(record.familyId);
+      throw unauthenticated('This refresh token was already used, so every session of that sign-in was ended: sign in again.');
+    }
+    return successor;
+  }
+
+  /** Issues the one successor of a token; undefined when another rotation already did. */
+  private async rotate(user: User, token: RefreshToken): Promise<AuthPayload | undefined> {
+    try {
+      const payload = await this.issueTokens(user, token.familyId, `rotation:${token._id.toHexString()}`);
+      await RefreshTokenModel.updateOne({ _id: token._id }, { $set: { rotatedAt: new Date() } }).exec();
+      return payload;
+    } catch (error) {
+      if (isDuplicateKeyError(error)) return undefined;
+      throw error;
+    }
   }
 
   /** Ends the sign-in the token belongs to; unknown tokens are accepted silently. */
@@ -69,12 +85,13 @@ export class AuthService {
     return true;
   }
 
-  private async issueTokens(user: User, familyId: string): Promise<AuthPayload> {
+  private async issueTokens(user: User, familyId: string, issuedFor: string): Promise<AuthPayload> {
     const access = this.tokens.signAccessToken(user._id.toHexString());
     const refreshToken = TokenService.newRefreshToken();
     await RefreshTokenModel.create({
       tokenHash: TokenService.hashRefreshToken(refreshToken),
       familyId,
+      issuedFor,
       userId: new Types.ObjectId(user._id),
       expiresAt: new Date(Date.now() + this.refreshTokenTtlSeconds * 1000),
     });
@@ -86,9 +103,9 @@ export class AuthService {
   }
 
   private async assertNotLocked(key: string): Promise<void> {
-    const guard = await LoginGuardModel.findOne({ key }).lean().exec();
-    const remainingMs = (guard?.lockedUntil?.getTime() ?? 0) - Date.now();
-    if (remainingMs > 0) {
+    const lock = await LoginLockModel.findOne({ key, lockedUntil: { $gt: new Date() } }).lean().exec();
+    if (lock) {
+      const remainingMs = lock.lockedUntil.getTime() - Date.now();
       const minutes = Math.ceil(remainingMs / 60_000);
       throw rateLimited(`Too many failed sign-ins for this account: try again in ${minutes} minute${minutes === 1 ? '' : 's'}.`,
         Math.ceil(remainingMs / 1000));
@@ -98,23 +115,17 @@ export class AuthService {
   private async recordFailedLogin(key: string): Promise<void> {
     const now = new Date();
     const windowStart = new Date(now.getTime() - FAILED_LOGIN_WINDOW_MS);
-    const guard = await this.pushFailure(key, now);
-    const recent = guard.failures.filter((at) => at > windowStart);
-    if (recent.length >= MAX_FAILED_LOGINS) {
-      await LoginGuardModel.updateOne({ key }, { $set: { lockedUntil: new Date(now.getTime() + LOCK_MS), failures: [] } }).exec();
-    } else if (recent.length < guard.failures.length) {
-      await LoginGuardModel.updateOne({ key }, { $pull: { failures: { $lte: windowStart } } }).exec();
-    }
-  }
-
-  private async pushFailure(key: string, at: Date): Promise<{ failures: Date[] }> {
-    const push = () => LoginGuardModel.findOneAndUpdate({ key }, { $push: { failures: at } }, { upsert: true, returnDocument: "after" }).lean().exec();
+    await LoginFailureModel.create({ key, at: now });
+    await LoginFailureModel.deleteMany({ key, at: { $lte: windowStart } }).exec();
+    if ((await LoginFailureModel.countDocuments({ key }).exec()) < MAX_FAILED_LOGINS) return;
+    const lockedUntil = new Date(now.getTime() + LOCK_MS);
     try {
-      return (await push())!;
+      await LoginLockModel.updateOne({ key }, { $set: { lockedUntil } }, { upsert: true }).exec();
     } catch (error) {
-      // Two first failures raced to create the guard: the loser's push lands on the winner's.
+      // Two failures raced to create the lock: it exists now, so set its time.
       if (!isDuplicateKeyError(error)) throw error;
-      return (await push())!;
+      await LoginLockModel.updateOne({ key }, { $set: { lockedUntil } }).exec();
     }
+    await LoginFailureModel.deleteMany({ key }).exec();
   }
 }

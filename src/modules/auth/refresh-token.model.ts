@@ -8,6 +8,7 @@ import { Types } from 'mongoose';
 @modelOptions({ schemaOptions: { collection: 'refresh_tokens', timestamps: { createdAt: true, updatedAt: false } } })
 @index({ tokenHash: 1 }, { unique: true })
 @index({ familyId: 1 })
+@index({ issuedFor: 1 }, { unique: true })
 export class RefreshToken {
   readonly _id!: Types.ObjectId;
 
@@ -17,13 +18,17 @@ export class RefreshToken {
   @prop({ required: true })
   familyId!: string;
 
+  /** `sign-in:<familyId>` or `rotation:<id of the token it replaced>`; unique, so a token is rotated once. */
+  @prop({ required: true })
+  issuedFor!: string;
+
   @prop({ required: true, type: () => Types.ObjectId })
   userId!: Types.ObjectId;
 
   @prop({ required: true })
   expiresAt!: Date;
 
-  /** Set when this token was exchanged for the next one. */
+  /** Set after this token was exchanged for the next one. */
   @prop({ type: Date, default: null })
   rotatedAt!: Date | null;
 

@@ -1,5 +1,3 @@
-import DataLoader from 'dataloader';
-import { Types } from 'mongoose';
 import { conflict, isDuplicateKeyError, type FieldViolation } from '../../errors.js';
 import { UserModel, type User } from './user.model.js';
 
@@ -50,15 +48,5 @@ export class UserService {
     const text = identifier.trim();
     const filter = text.includes('@') ? { email: normalizeEmail(text) } : { usernameKey: text.toLowerCase() };
     return UserModel.findOne(filter).lean<User>().exec();
-  }
-
-  /** One query per request for every user a response mentions. */
-  createLoader(): DataLoader<string, User | null> {
-    return new DataLoader(async (ids) => {
-      const valid = ids.filter((id) => Types.ObjectId.isValid(id));
-      const users = await UserModel.find({ _id: { $in: valid } }).lean<User[]>().exec();
-      const byId = new Map(users.map((u) => [u._id.toHexString(), u]));
-      return ids.map((id) => byId.get(id) ?? null);
-    });
   }
 }

@@ -1,0 +1,36 @@
+import { pipeline } from 'node:stream/promises';
+import { Router } from 'express';
+import { createContext } from '../../graphql/context.js';
+import type { Services } from '../../services.js';
+import { authorizeInProject } from '../projects/project.policy.js';
+
+/**
+ * GET /apps/:id/archive — the stored ZIP, byte for byte, so a user can fetch exactly what ran.
+ * Same access rule as reading the app; send the access token as a Bearer Authorization header.
+ */
+export function appArchiveRouter(services: Services): Router {
+  const router = Router();
+  router.get('/apps/:id/archive', async (req, res, next) => {
+    try {
+      const authorization = req.get('authorization');
+      const viewer = authorization ? services.tokens.verifyAccessToken(authorization) : undefined;
+      const ctx = createContext({ requestId: req.id, logger: req.log, viewer, services });
+      const { record: app } = await authorizeInProject(ctx, (id) => ctx.loaders.app.load(id), req.params.id, 'read', 'Flower App');
+      res.set({
+        'Content-Type': 'application/zip',
+        'Content-Length': String(app.sizeBytes),
+        'Content-Disposition': `attachment; filename="${fileNamePart(app.name)}-${fileNamePart(app.version)}.zip"`,
+        'Cache-Control': 'private, no-store',
+        'Digest': `sha-256=${Buffer.from(app.sha256, 'hex').toString('base64')}`,
+      });
+      await pipeline(services.apps.openArchive(app), res);
+    } catch (error) {
+      next(error);
+    }
+  });
+  return router;
+}
+
+function fileNamePart(text: string): string {
+  return text.replace(/[^A-Za-z0-9._-]/g, '_');
+}

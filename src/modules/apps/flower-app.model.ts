@@ -1,0 +1,71 @@
+import { getModelForClass, index, modelOptions, prop } from '@typegoose/typegoose';
+import { Types } from 'mongoose';
+import { Field, ID, Int, ObjectType } from 'type-graphql';
+
+export class AppComponents {
+  @prop({ required: true })
+  serverapp!: string;
+
+  @prop({ required: true })
+  clientapp!: string;
+}
+
+/** An uploaded Flower App; its archive is in GridFS, stored once per project and content hash. */
+@ObjectType('FlowerApp')
+@modelOptions({ schemaOptions: { collection: 'flower_apps', timestamps: { createdAt: true, updatedAt: false } } })
+@index({ projectId: 1, sha256: 1 }, { unique: true })
+@index({ projectId: 1, createdAt: -1 })
+export class FlowerApp {
+  @Field(() => ID, { name: 'id' })
+  readonly _id!: Types.ObjectId;
+
+  @prop({ required: true, type: () => Types.ObjectId })
+  projectId!: Types.ObjectId;
+
+  @Field(() => String)
+  @prop({ required: true })
+  name!: string;
+
+  @Field(() => String)
+  @prop({ required: true })
+  version!: string;
+
+  @Field(() => String, { nullable: true })
+  @prop({ type: () => String, default: null })
+  publisher!: string | null;
+
+  @Field(() => String)
+  @prop({ required: true })
+  sha256!: string;
+
+  @Field(() => Int)
+  @prop({ required: true })
+  sizeBytes!: number;
+
+  /** Paths relative to the app's root (the folder holding pyproject.toml). */
+  @Field(() => [String])
+  @prop({ required: true, type: () => [String] })
+  files!: string[];
+
+  /** '' or the one top-level folder the app was zipped in, e.g. 'myapp/'. */
+  @prop({ type: () => String, default: '' })
+  rootPrefix!: string;
+
+  @prop({ required: true, type: () => AppComponents, _id: false })
+  components!: AppComponents;
+
+  /** JSON text of [tool.flwr.app.config]: its (flattened) keys may contain dots. */
+  @prop({ required: true })
+  runConfigDefaultsJson!: string;
+
+  @prop({ required: true, type: () => Types.ObjectId })
+  archiveFileId!: Types.ObjectId;
+
+  @prop({ required: true, type: () => Types.ObjectId })
+  uploadedById!: Types.ObjectId;
+
+  @Field(() => Date)
+  readonly createdAt!: Date;
+}
+
+export const FlowerAppModel = getModelForClass(FlowerApp);

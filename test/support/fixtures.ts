@@ -1,0 +1,45 @@
+import JSZip from 'jszip';
+
+export interface AppFixture {
+  name?: string;
+  version?: string;
+  /** Put everything inside this folder, as zipping a folder does. */
+  folder?: string;
+  config?: string;
+  /** Extra or replacement files, path -> content. */
+  files?: Record<string, string>;
+}
+
+/** A small, valid Flower App in Flower's template layout, zipped in memory. */
+export async function flowerAppZip(fixture: AppFixture = {}): Promise<Buffer> {
+  const name = fixture.name ?? 'demo-app';
+  const pyproject = `[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "${name}"
+version = "${fixture.version ?? '1.0.0'}"
+dependencies = ["flwr>=1.20"]
+
+[tool.flwr.app]
+publisher = "pollen-tests"
+
+[tool.flwr.app.components]
+serverapp = "demo.server_app:app"
+clientapp = "demo.client_app:app"
+
+[tool.flwr.app.config]
+${fixture.config ?? 'num-server-rounds = 3\nlearning-rate = 0.1\nlocal-epochs = 1'}
+`;
+  const files: Record<string, string> = {
+    'pyproject.toml': pyproject,
+    'demo/__init__.py': '',
+    'demo/server_app.py': 'from flwr.serverapp import ServerApp\napp = ServerApp()\n',
+    'demo/client_app.py': 'from flwr.clientapp import ClientApp\napp = ClientApp()\n',
+    ...fixture.files,
+  };
+  const zip = new JSZip();
+  for (const [path, content] of Object.entries(files)) zip.file(fixture.folder ? `${fixture.folder}/${path}` : path, content);
+  return zip.generateAsync({ type: 'nodebuffer', compression: 'DEFLATE' });
+}
