@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export type NodeEnv = 'development' | 'production' | 'test';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -21,6 +22,14 @@ export interface Config {
   logLevel: LogLevel;
   queryMaxDepth: number;
   queryMaxCost: number;
+  maxLocalSupernodes: number;
+  maxConcurrentJobs: number;
+  nodeConnectTimeoutSeconds: number;
+  roundTimeoutSeconds: number;
+  /** How long a runner's claim on a job lasts unless renewed; a dead instance's jobs fail after it. */
+  jobLeaseSeconds: number;
+  /** The Python that has flwr (the project's .venv by default). */
+  flowerPython: string;
 }
 
 export class ConfigError extends Error {
@@ -88,6 +97,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const queryMaxDepth = read('QUERY_MAX_DEPTH', 12, integer(2, 100), 'expected an integer from 2 to 100');
   const queryMaxCost = read('QUERY_MAX_COST', 5000, integer(10, 1_000_000), 'expected an integer from 10 to 1000000');
 
+  const maxLocalSupernodes = read('MAX_LOCAL_SUPERNODES', 8, integer(2, 64), 'expected an integer from 2 to 64');
+  const maxConcurrentJobs = read('MAX_CONCURRENT_JOBS', 1, integer(1, 64), 'expected an integer from 1 to 64');
+  const nodeConnectTimeoutSeconds = read('NODE_CONNECT_TIMEOUT', 60, parseDurationSeconds,
+    'expected a duration such as 60, 90s or 2m');
+  const roundTimeoutSeconds = read('ROUND_TIMEOUT', 600, parseDurationSeconds, 'expected a duration such as 600, 90s or 10m');
+  const jobLeaseSeconds = read('JOB_LEASE', 30, parseDurationSeconds, 'expected a duration such as 30, 45s or 2m');
+  const flowerPython = env.FLOWER_PYTHON || fileURLToPath(new URL('../.venv/bin/python', import.meta.url));
+
   const jwtSecretFromEnv = env.JWT_SECRET;
   if (nodeEnv === 'production') {
     if (!jwtSecretFromEnv) {
@@ -104,6 +121,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     jwtSecret: jwtSecretFromEnv || developmentJwtSecret(dataDir),
     accessTokenTtlSeconds, refreshTokenTtlSeconds, corsOrigins,
     maxUploadBytes, maxJsonBodyBytes, logLevel, queryMaxDepth, queryMaxCost,
+    maxLocalSupernodes, maxConcurrentJobs, nodeConnectTimeoutSeconds, roundTimeoutSeconds, jobLeaseSeconds, flowerPython,
   };
 }
 

@@ -18,6 +18,10 @@ import { buildPollenSchema } from './graphql/schema.js';
 import { attachGraphQLWebSocket, MAX_TOKENS } from './graphql/websocket.js';
 import { httpErrorHandler, requestContext, requirePreflightForMultipart } from './http/request-context.js';
 import type { Logger } from './logger.js';
+import { InProcessPubSub } from './pubsub/pubsub.js';
+import { GuardedProcess } from './runner/guarded-process.js';
+import { localFederationLauncher } from './runner/local-federation.js';
+import { TrainingRunner } from './runner/training-runner.js';
 import { createServices, MODELS } from './services.js';
 
 export interface RunningPollen {
@@ -42,8 +46,9 @@ export async function startPollen(config: Config, logger: Logger): Promise<Runni
 }
 
 async function serve(config: Config, logger: Logger, database: Database): Promise<RunningPollen> {
-  const schema = await buildPollenSchema();
-  const services = createServices(config);
+  const pubsub = new InProcessPubSub();
+  const schema = await buildPollenSchema(pubsub);
+  const services = createServices(config, pubsub);
   const limits: QueryLimits = { maxDepth: config.queryMaxDepth, maxCost: config.queryMaxCost };
 
   const app = express();
@@ -109,6 +114,10 @@ async function serve(config: Config, logger: Logger, database: Database): Promis
     httpServer.once('error', reject);
     httpServer.listen(config.port, config.host, () => resolve());
   });
+  const runner = new TrainingRunner(services.training, pubsub,
+    localFederationLauncher(services.training, services.apps, { ...config, python: config.flowerPython }, logger.child({ component: 'runner' })),
+    { maxConcurrentJobs: config.maxConcurrentJobs, leaseMs: config.jobLeaseSeconds * 1000 }, logger.child({ component: 'runner' }));
+  await runner.start();
   const port = (httpServer.address() as AddressInfo).port;
   const url = `http://${displayHost(config.host)}:${port}/graphql`;
 
@@ -117,7 +126,7 @@ async function serve(config: Config, logger: Logger, database: Database): Promis
     url,
     port,
     database,
-    stop: () => (stopping ??= shutdown(httpServer, webSocket, apollo, database, logger)),
+    stop: () => (stopping ??= shutdown(httpServer, webSocket, apollo, runner, database, logger)),
   };
 }
 
@@ -125,6 +134,7 @@ async function shutdown(
   httpServer: Server,
   webSocket: { close(): Promise<void> },
   apollo: ApolloServer<Context>,
+  runner: TrainingRunner,
   database: Database,
   logger: Logger,
 ): Promise<void> {
@@ -132,6 +142,8 @@ async function shutdown(
   await webSocket.close();
   await apollo.stop(); // the drain plugin stops accepting, finishes requests, closes the server
   if (httpServer.listening) await new Promise<void>((resolve) => httpServer.close(() => resolve()));
+  await runner.stop();
+  await Promise.all([...GuardedProcess.running].map((child) => child.stop()));
   await database.close();
   logger.info('stopped');
 }

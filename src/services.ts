@@ -12,7 +12,11 @@ import { TrainingConfigModel } from './modules/configs/training-config.model.js'
 import { TrainingConfigService } from './modules/configs/training-config.service.js';
 import { ProjectModel } from './modules/projects/project.model.js';
 import { ProjectService } from './modules/projects/project.service.js';
+import { JobLogLineModel } from './modules/training/job-log-line.model.js';
+import { RoundMetricModel } from './modules/training/round-metric.model.js';
 import { TrainingJobModel } from './modules/training/training-job.model.js';
+import { TrainingService } from './modules/training/training.service.js';
+import type { PubSub } from './pubsub/pubsub.js';
 import { UserModel } from './modules/users/user.model.js';
 import { UserService } from './modules/users/user.service.js';
 
@@ -24,23 +28,29 @@ export interface Services {
   projects: ProjectService;
   apps: AppService;
   configs: TrainingConfigService;
+  training: TrainingService;
+  pubsub: PubSub;
 }
 
-export function createServices(config: Config): Services {
+export function createServices(config: Config, pubsub: PubSub): Services {
   const users = new UserService();
   const tokens = new TokenService(config.jwtSecret, config.accessTokenTtlSeconds);
-  const apps = new AppService({ ...DEFAULT_ARCHIVE_LIMITS, maxBytes: config.maxUploadBytes });
+  const training = new TrainingService(pubsub, config);
+  const apps = new AppService({ ...DEFAULT_ARCHIVE_LIMITS, maxBytes: config.maxUploadBytes }, training);
   return {
     users,
     tokens,
     auth: new AuthService(users, tokens, config.refreshTokenTtlSeconds),
-    projects: new ProjectService(apps),
+    projects: new ProjectService(apps, training),
     apps,
     configs: new TrainingConfigService(),
+    training,
+    pubsub,
   };
 }
 
 /** Every model whose indexes are created at start. */
 export const MODELS = [
-  ClaimModel, UserModel, RefreshTokenModel, LoginFailureModel, LoginLockModel, ProjectModel, FlowerAppModel, TrainingConfigModel, TrainingJobModel,
+  ClaimModel, UserModel, RefreshTokenModel, LoginFailureModel, LoginLockModel, ProjectModel, FlowerAppModel, TrainingConfigModel,
+  TrainingJobModel, RoundMetricModel, JobLogLineModel,
 ];

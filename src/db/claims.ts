@@ -23,16 +23,17 @@ export class Claim {
 export const ClaimModel = getModelForClass(Claim);
 
 /**
- * True for exactly one caller per key. A claim older than `staleAfterMs` is taken to belong to a
- * process that died before finishing, and may be taken over.
+ * True for exactly one caller per key. With `staleAfterMs`, a claim older than that is taken to
+ * belong to a process that died before finishing, and may be taken over.
  */
-export async function claim(key: string, scope: string, staleAfterMs: number): Promise<boolean> {
+export async function claim(key: string, scope: string, staleAfterMs?: number): Promise<boolean> {
   try {
     await ClaimModel.create({ _id: key, scope, claimedAt: new Date() });
     return true;
   } catch (error) {
     if (!isDuplicateKeyError(error)) throw error;
   }
+  if (staleAfterMs === undefined) return false;
   const stale = await ClaimModel.deleteOne({ _id: key, claimedAt: { $lt: new Date(Date.now() - staleAfterMs) } }).exec();
   return stale.deletedCount === 1 ? claim(key, scope, staleAfterMs) : false;
 }

@@ -5,6 +5,7 @@ import type { Viewer } from '../modules/auth/token.service.js';
 import { FlowerAppModel, type FlowerApp } from '../modules/apps/flower-app.model.js';
 import { TrainingConfigModel, type TrainingConfig } from '../modules/configs/training-config.model.js';
 import { ProjectModel, type Project } from '../modules/projects/project.model.js';
+import { TrainingJobModel, type TrainingJob } from '../modules/training/training-job.model.js';
 import { UserModel, type User } from '../modules/users/user.model.js';
 import type { Services } from '../services.js';
 
@@ -14,6 +15,7 @@ export interface Loaders {
   project: DataLoader<string, Project | null>;
   app: DataLoader<string, FlowerApp | null>;
   config: DataLoader<string, TrainingConfig | null>;
+  job: DataLoader<string, TrainingJob | null>;
 }
 
 /** What every resolver receives, on HTTP and graphql-ws alike. */
@@ -33,6 +35,7 @@ export function createContext(base: Omit<Context, 'loaders'>): Context {
       project: byIdLoader<Project>(ProjectModel),
       app: byIdLoader<FlowerApp>(FlowerAppModel),
       config: byIdLoader<TrainingConfig>(TrainingConfigModel),
+      job: byIdLoader<TrainingJob>(TrainingJobModel),
     },
   };
 }

@@ -1,6 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { InProcessPubSub } from '../pubsub/pubsub.js';
 import { buildPollenSchema, printPollenSchema } from './schema.js';
 
 /**
@@ -9,7 +10,7 @@ import { buildPollenSchema, printPollenSchema } from './schema.js';
  */
 const { values } = parseArgs({ options: { check: { type: 'boolean' }, file: { type: 'string' } } });
 const file = values.file ?? fileURLToPath(new URL('../../schema.graphql', import.meta.url));
-const fromCode = printPollenSchema(await buildPollenSchema());
+const fromCode = printPollenSchema(await buildPollenSchema(new InProcessPubSub()));
 
 if (values.check) {
   const checkedIn = readFileSync(file, 'utf8');

@@ -2,15 +2,21 @@ import 'reflect-metadata';
 import { DateTimeISOResolver } from 'graphql-scalars';
 import { lexicographicSortSchema, printSchema, type GraphQLSchema } from 'graphql';
 import { buildSchema } from 'type-graphql';
+import type { PubSub } from '../pubsub/pubsub.js';
 import { AppResolver } from '../modules/apps/app.resolver.js';
 import { AuthResolver } from '../modules/auth/auth.resolver.js';
 import { TrainingConfigResolver } from '../modules/configs/training-config.resolver.js';
 import { ProjectMemberResolver, ProjectResolver } from '../modules/projects/project.resolver.js';
+import { ProjectTrainingJobsResolver, RoundMetricResolver, TrainingJobResolver } from '../modules/training/training.resolver.js';
 import { UserResolver } from '../modules/users/user.resolver.js';
 
-export function buildPollenSchema(): Promise<GraphQLSchema> {
+export function buildPollenSchema(pubSub: PubSub): Promise<GraphQLSchema> {
   return buildSchema({
-    resolvers: [AuthResolver, UserResolver, ProjectResolver, ProjectMemberResolver, AppResolver, TrainingConfigResolver],
+    pubSub,
+    resolvers: [
+      AuthResolver, UserResolver, ProjectResolver, ProjectMemberResolver, AppResolver, TrainingConfigResolver,
+      TrainingJobResolver, RoundMetricResolver, ProjectTrainingJobsResolver,
+    ],
     scalarsMap: [{ type: Date, scalar: DateTimeISOResolver }],
     // Services validate input themselves, to name each field in BAD_USER_INPUT errors.
     validate: false,

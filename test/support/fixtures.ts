@@ -1,3 +1,5 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import JSZip from 'jszip';
 
 export interface AppFixture {
@@ -41,5 +43,20 @@ ${fixture.config ?? 'num-server-rounds = 3\nlearning-rate = 0.1\nlocal-epochs = 
   };
   const zip = new JSZip();
   for (const [path, content] of Object.entries(files)) zip.file(fixture.folder ? `${fixture.folder}/${path}` : path, content);
+  return zip.generateAsync({ type: 'nodebuffer', compression: 'DEFLATE' });
+}
+
+/** Zips a folder of an app as a person would (caches and build output left out). */
+export async function zipDirectory(dir: string): Promise<Buffer> {
+  const zip = new JSZip();
+  const walk = (relative: string) => {
+    for (const entry of readdirSync(path.join(dir, relative), { withFileTypes: true })) {
+      if (['__pycache__', '.venv', 'dist'].includes(entry.name) || entry.name.endsWith('.pyc')) continue;
+      const child = path.posix.join(relative, entry.name);
+      if (entry.isDirectory()) walk(child);
+      else zip.file(child, readFileSync(path.join(dir, child)));
+    }
+  };
+  walk('');
   return zip.generateAsync({ type: 'nodebuffer', compression: 'DEFLATE' });
 }

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -200,8 +200,17 @@ export function errorCode(result: { errors?: readonly GraphQLFormattedError[] })
   return result.errors[0]!.extensions?.code;
 }
 
+/** Everything a subscription delivered, and how it ended. */
+export interface Collected<R> {
+  items: R[];
+  /** Resolves when the server completes the subscription; rejects on an error. */
+  ended: Promise<void>;
+  errors?: readonly GraphQLFormattedError[];
+}
+
 export interface WsConnection {
   client: Client;
+  subscribe<R, V>(document: TypedDocumentNode<R, V>, variables?: V): Collected<R>;
   /** Resolves with the close event once the socket closes. */
   closed: Promise<{ code: number; reason: string }>;
   execute<R, V>(document: TypedDocumentNode<R, V>, variables?: V): Promise<{ data?: R | null; errors?: readonly GraphQLFormattedError[] }>;
@@ -223,6 +232,24 @@ export function connectWebSocket(wsUrl: string, token?: string): WsConnection {
   return {
     client,
     closed,
+    subscribe(document, variables) {
+      const collected = { items: [] } as unknown as Collected<never>;
+      collected.ended = new Promise<void>((resolve, reject) => {
+        client.subscribe({ query: print(document), variables: variables as Record<string, unknown> }, {
+          next: (value) => {
+            if (value.errors) collected.errors = value.errors;
+            if (value.data) collected.items.push(value.data as never);
+          },
+          error: (error) => {
+            collected.errors = Array.isArray(error) ? error : [{ message: String(error) }];
+            reject(new Error(`subscription failed: ${JSON.stringify(collected.errors)}`));
+          },
+          complete: () => resolve(),
+        });
+      });
+      collected.ended.catch(() => undefined);
+      return collected;
+    },
     execute(document, variables) {
       return new Promise((resolve, reject) => {
         let result: { data?: never; errors?: readonly GraphQLFormattedError[] } | undefined;
@@ -246,4 +273,11 @@ export async function signUp(pollen: PollenProcess, name = `user_${randomUUID().
     input: { username: name, email: `${name}@example.com`, password: STRONG_PASSWORD },
   });
   return { session: register, password: STRONG_PASSWORD, client: pollen.client(register.accessToken) };
+}
+
+/** Command lines of running processes that mention `dir` (Flower processes of a job live there). */
+export function processesUnder(dir: string): string[] {
+  return execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' })
+    .split('\n')
+    .filter((line) => line.includes(dir) && !line.includes('ps -eo'));
 }

@@ -2,7 +2,7 @@ import { pipeline } from 'node:stream/promises';
 import { Router } from 'express';
 import { createContext } from '../../graphql/context.js';
 import type { Services } from '../../services.js';
-import { authorizeInProject } from '../projects/project.policy.js';
+import { authorizeApp } from './app.resolver.js';
 
 /**
  * GET /apps/:id/archive — the stored ZIP, byte for byte, so a user can fetch exactly what ran.
@@ -15,7 +15,7 @@ export function appArchiveRouter(services: Services): Router {
       const authorization = req.get('authorization');
       const viewer = authorization ? services.tokens.verifyAccessToken(authorization) : undefined;
       const ctx = createContext({ requestId: req.id, logger: req.log, viewer, services });
-      const { record: app } = await authorizeInProject(ctx, (id) => ctx.loaders.app.load(id), req.params.id, 'read', 'Flower App');
+      const { record: app } = await authorizeApp(ctx, req.params.id, 'read');
       res.set({
         'Content-Type': 'application/zip',
         'Content-Length': String(app.sizeBytes),

@@ -5,18 +5,27 @@ import { Arg, Ctx, FieldResolver, ID, Mutation, ObjectType, Query, Resolver, Roo
 import type { Context } from '../../graphql/context.js';
 import { ConnectionType } from '../../graphql/connection.js';
 import { Project } from '../projects/project.model.js';
-import { authorizeInProject, authorizeProject } from '../projects/project.policy.js';
+import { authorizeInProject, authorizeProject, type ProjectAction } from '../projects/project.policy.js';
 import { User } from '../users/user.model.js';
 import { FlowerApp } from './flower-app.model.js';
 
 @ObjectType()
 export class FlowerAppConnection extends ConnectionType('FlowerApp', FlowerApp) {}
 
+/** An app the caller may act on; deleted apps are gone for everything but their jobs' history. */
+export function authorizeApp(ctx: Context, id: string, action: ProjectAction) {
+  const loadLive = async (key: string) => {
+    const app = await ctx.loaders.app.load(key);
+    return app?.deletedAt ? null : app;
+  };
+  return authorizeInProject(ctx, loadLive, id, action, 'Flower App');
+}
+
 @Resolver(() => FlowerApp)
 export class AppResolver {
   @Query(() => FlowerApp, { nullable: true })
   async flowerApp(@Arg('id', () => ID) id: string, @Ctx() ctx: Context): Promise<FlowerApp> {
-    return (await authorizeInProject(ctx, (key) => ctx.loaders.app.load(key), id, 'read', 'Flower App')).record;
+    return (await authorizeApp(ctx, id, 'read')).record;
   }
 
   @Mutation(() => FlowerApp, { description: 'Validates the ZIP completely, then stores it; the same bytes again return the same app.' })
@@ -31,7 +40,7 @@ export class AppResolver {
 
   @Mutation(() => Boolean, { description: 'Refused while a job that has not finished uses the app.' })
   async deleteApp(@Arg('id', () => ID) id: string, @Ctx() ctx: Context): Promise<boolean> {
-    const { record } = await authorizeInProject(ctx, (key) => ctx.loaders.app.load(key), id, 'deleteApp', 'Flower App');
+    const { record } = await authorizeApp(ctx, id, 'deleteApp');
     await ctx.services.apps.delete(record);
     return true;
   }

@@ -3,14 +3,14 @@ import type { FileUpload } from 'graphql-upload-ts';
 import mongoose, { Types } from 'mongoose';
 import { conflict, isDuplicateKeyError } from '../../errors.js';
 import { findPage, type Page, type PageArgs } from '../../graphql/connection.js';
-import { TrainingJobModel, UNFINISHED_STATUSES } from '../training/training-job.model.js';
+import type { TrainingService } from '../training/training.service.js';
 import { archiveTooLarge, readAppArchive, type AppArchive, type ArchiveLimits } from './app-archive.js';
 import { FlowerAppModel, type FlowerApp } from './flower-app.model.js';
 
 const BUCKET_NAME = 'app_archives';
 
 export class AppService {
-  constructor(private readonly limits: ArchiveLimits) {}
+  constructor(private readonly limits: ArchiveLimits, private readonly training: TrainingService) {}
 
   /**
    * Validates the whole archive before writing anything; the same bytes uploaded to the same
@@ -20,9 +20,15 @@ export class AppService {
     const bytes = await this.readUpload(upload);
     const archive = await readAppArchive(bytes, this.limits);
     const existing = await FlowerAppModel.findOne({ projectId, sha256: archive.sha256 }).lean<FlowerApp>().exec();
-    if (existing) return existing;
+    if (existing && !existing.deletedAt) return existing;
 
     const archiveFileId = await this.storeArchive(bytes, projectId, archive.sha256);
+    if (existing) {
+      // Uploaded again after it was deleted: the same record comes back to life.
+      const record = appRecord(projectId, uploaderId, archive, archiveFileId);
+      return (await FlowerAppModel.findOneAndUpdate({ _id: existing._id }, { $set: { ...record, deletedAt: null } },
+        { returnDocument: 'after' }).lean<FlowerApp>().exec())!;
+    }
     try {
       return (await FlowerAppModel.create(appRecord(projectId, uploaderId, archive, archiveFileId))).toObject();
     } catch (error) {
@@ -34,12 +40,12 @@ export class AppService {
   }
 
   list(projectId: Types.ObjectId, args: PageArgs): Promise<Page<FlowerApp>> {
-    return findPage(FlowerAppModel, { projectId }, args);
+    return findPage(FlowerAppModel, { projectId, deletedAt: null }, args);
   }
 
-  /** The stored archive, byte for byte as it was uploaded. */
+  /** The stored archive, byte for byte as it was uploaded (only for apps not deleted). */
   openArchive(app: FlowerApp): Readable {
-    return this.bucket().openDownloadStream(app.archiveFileId);
+    return this.bucket().openDownloadStream(app.archiveFileId!);
   }
 
   async readArchive(app: FlowerApp): Promise<Buffer> {
@@ -49,17 +55,17 @@ export class AppService {
   }
 
   async delete(app: FlowerApp): Promise<void> {
-    if (await TrainingJobModel.exists({ appId: app._id, status: { $in: UNFINISHED_STATUSES } })) {
+    if (await this.training.hasUnfinishedJobs({ appId: app._id })) {
       throw conflict('A training job that has not finished uses this app: cancel it or let it finish first.');
     }
-    await FlowerAppModel.deleteOne({ _id: app._id }).exec();
-    await this.deleteArchive(app.archiveFileId);
+    await FlowerAppModel.updateOne({ _id: app._id }, { $set: { deletedAt: new Date(), archiveFileId: null } }).exec();
+    if (app.archiveFileId) await this.deleteArchive(app.archiveFileId);
   }
 
   async deleteAllInProject(projectId: Types.ObjectId): Promise<void> {
     const apps = await FlowerAppModel.find({ projectId }, { archiveFileId: 1 }).lean<FlowerApp[]>().exec();
     await FlowerAppModel.deleteMany({ projectId }).exec();
-    for (const app of apps) await this.deleteArchive(app.archiveFileId);
+    for (const app of apps) if (app.archiveFileId) await this.deleteArchive(app.archiveFileId);
   }
 
   private async readUpload(upload: Promise<FileUpload>): Promise<Buffer> {

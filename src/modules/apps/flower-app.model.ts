@@ -58,8 +58,13 @@ export class FlowerApp {
   @prop({ required: true })
   runConfigDefaultsJson!: string;
 
-  @prop({ required: true, type: () => Types.ObjectId })
-  archiveFileId!: Types.ObjectId;
+  /** The GridFS file; null once the app was deleted. */
+  @prop({ type: () => Types.ObjectId, default: null })
+  archiveFileId!: Types.ObjectId | null;
+
+  /** Deleted apps keep their record, so that the jobs that ran them still say what ran. */
+  @prop({ type: () => Date, default: null })
+  deletedAt!: Date | null;
 
   @prop({ required: true, type: () => Types.ObjectId })
   uploadedById!: Types.ObjectId;

@@ -5,7 +5,7 @@ import { badUserInput, conflict, notFound } from '../../errors.js';
 import { findPage, type Page, type PageArgs } from '../../graphql/connection.js';
 import type { AppService } from '../apps/app.service.js';
 import { TrainingConfigModel } from '../configs/training-config.model.js';
-import { TrainingJobModel, UNFINISHED_STATUSES } from '../training/training-job.model.js';
+import type { TrainingService } from '../training/training.service.js';
 import { UserModel } from '../users/user.model.js';
 import { ProjectModel, ProjectRole, type Project, type ProjectMember } from './project.model.js';
 
@@ -17,7 +17,7 @@ const RETRY_DELAY_MS = 25;
 const STALE_CLAIM_MS = 30_000;
 
 export class ProjectService {
-  constructor(private readonly apps: AppService) {}
+  constructor(private readonly apps: AppService, private readonly training: TrainingService) {}
 
   async create(ownerId: string, input: { name: string; description?: string | null }): Promise<Project> {
     const name = checkedName(input.name);
@@ -44,13 +44,13 @@ export class ProjectService {
 
   /** Refused while a job may still run; otherwise removes the project and everything in it. */
   async delete(project: Project): Promise<void> {
-    if (await TrainingJobModel.exists({ projectId: project._id, status: { $in: UNFINISHED_STATUSES } })) {
+    if (await this.training.hasUnfinishedJobs({ projectId: project._id })) {
       throw conflict('This project has training jobs that have not finished: cancel them or let them finish first.');
     }
     await ProjectModel.deleteOne({ _id: project._id }).exec();
     await this.apps.deleteAllInProject(project._id);
     await TrainingConfigModel.deleteMany({ projectId: project._id }).exec();
-    await TrainingJobModel.deleteMany({ projectId: project._id }).exec();
+    await this.training.deleteAllInProject(project._id);
     await releaseClaims(project._id.toHexString());
   }
 

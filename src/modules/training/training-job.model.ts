@@ -1,6 +1,6 @@
 import { getModelForClass, index, modelOptions, prop } from '@typegoose/typegoose';
 import { Types } from 'mongoose';
-import { registerEnumType } from 'type-graphql';
+import { Field, ID, Int, ObjectType, registerEnumType } from 'type-graphql';
 
 export enum TrainingJobStatus {
   QUEUED = 'QUEUED',
@@ -12,14 +12,36 @@ export enum TrainingJobStatus {
 }
 registerEnumType(TrainingJobStatus, { name: 'TrainingJobStatus' });
 
+export enum FederationKind {
+  LOCAL = 'LOCAL',
+  REMOTE = 'REMOTE',
+}
+registerEnumType(FederationKind, { name: 'FederationKind' });
+
 /** A job in one of these may still use its app and config. */
 export const UNFINISHED_STATUSES = [TrainingJobStatus.QUEUED, TrainingJobStatus.STARTING, TrainingJobStatus.RUNNING];
+export const FINISHED_STATUSES = [TrainingJobStatus.COMPLETED, TrainingJobStatus.FAILED, TrainingJobStatus.CANCELLED];
+
+export function isFinished(status: TrainingJobStatus): boolean {
+  return FINISHED_STATUSES.includes(status);
+}
+
+/** Which Pollen instance runs a job, until when; renewed while it runs. */
+export class Lease {
+  @prop({ required: true })
+  owner!: string;
+
+  @prop({ required: true })
+  expiresAt!: Date;
+}
 
 /** One launch of a Flower App with a training configuration. */
+@ObjectType()
 @modelOptions({ schemaOptions: { collection: 'training_jobs', timestamps: true } })
 @index({ status: 1, createdAt: -1 })
 @index({ projectId: 1, createdAt: -1 })
 export class TrainingJob {
+  @Field(() => ID, { name: 'id' })
   readonly _id!: Types.ObjectId;
 
   @prop({ required: true, type: () => Types.ObjectId })
@@ -31,13 +53,60 @@ export class TrainingJob {
   @prop({ required: true, type: () => Types.ObjectId })
   configId!: Types.ObjectId;
 
+  @Field(() => TrainingJobStatus)
   @prop({ required: true, enum: TrainingJobStatus, type: () => String })
   status!: TrainingJobStatus;
+
+  /** Why it failed or was cancelled; a queued job's reason is worked out when read. */
+  @prop({ type: () => String, default: null })
+  statusReason!: string | null;
+
+  @Field(() => FederationKind)
+  @prop({ required: true, enum: FederationKind, type: () => String, default: FederationKind.LOCAL })
+  federation!: FederationKind;
+
+  @Field(() => Int, { description: 'SuperNodes (and data partitions) the run uses.' })
+  @prop({ required: true })
+  clients!: number;
+
+  @Field(() => Int, { nullable: true, description: 'The last round that produced metrics.' })
+  @prop({ type: () => Number, default: null })
+  currentRound!: number | null;
+
+  @Field(() => Int)
+  @prop({ required: true })
+  totalRounds!: number;
+
+  /** JSON text of the run-config overrides passed to Flower (keys may contain dots). */
+  @prop({ required: true })
+  runConfigJson!: string;
+
+  @Field(() => String, { nullable: true, description: "Flower's id for the run, once submitted." })
+  @prop({ type: () => String, default: null })
+  flowerRunId!: string | null;
+
+  @prop({ type: () => Lease, _id: false, default: null })
+  lease!: Lease | null;
+
+  /** Set by cancelTraining on a job that a runner already holds; the runner stops it. */
+  @prop({ type: () => Date, default: null })
+  cancelRequestedAt!: Date | null;
 
   @prop({ required: true, type: () => Types.ObjectId })
   createdById!: Types.ObjectId;
 
+  @Field(() => Date)
   readonly createdAt!: Date;
+
+  readonly updatedAt!: Date;
+
+  @Field(() => Date, { nullable: true })
+  @prop({ type: () => Date, default: null })
+  startedAt!: Date | null;
+
+  @Field(() => Date, { nullable: true })
+  @prop({ type: () => Date, default: null })
+  finishedAt!: Date | null;
 }
 
 export const TrainingJobModel = getModelForClass(TrainingJob);

@@ -1,0 +1,208 @@
+import { Types } from 'mongoose';
+import { claim } from '../../db/claims.js';
+import { badUserInput, conflict, isDuplicateKeyError, notFound } from '../../errors.js';
+import { findPage, type Page, type PageArgs } from '../../graphql/connection.js';
+import { topic, type PubSub } from '../../pubsub/pubsub.js';
+import type { FlowerApp } from '../apps/flower-app.model.js';
+import type { TrainingConfig } from '../configs/training-config.model.js';
+import { JobLogLineModel, type JobLogLine } from './job-log-line.model.js';
+import { MetricPhase, RoundMetricModel, type MetricValues, type RoundMetric } from './round-metric.model.js';
+import { runConfigFor } from './run-config.js';
+import {
+  FederationKind, isFinished, TrainingJobModel, TrainingJobStatus, UNFINISHED_STATUSES, type TrainingJob,
+} from './training-job.model.js';
+
+/** Everything that happens to one job, in the order it happened. */
+export type JobEvent =
+  | { type: 'updated'; job: TrainingJob }
+  | { type: 'metric'; metric: RoundMetric }
+  | { type: 'log'; line: JobLogLine };
+
+export const jobEvents = (jobId: string) => topic<JobEvent>(`training-job.${jobId}`);
+/** Tells runners that there is work: a job was queued, or one should be cancelled. */
+export const runnerWakeUps = topic<{ cancelJobId?: string }>('training-runner.wake-up');
+
+export const LOG_LINES_KEPT = 5_000;
+const CANCEL_WAIT_MS = 30_000;
+const PHASE_ORDER = [MetricPhase.TRAIN, MetricPhase.EVALUATE, MetricPhase.SERVER_EVALUATE];
+
+export interface TrainingLimits { maxLocalSupernodes: number; maxConcurrentJobs: number }
+
+export class TrainingService {
+  private readonly nextLogSeq = new Map<string, number>();
+
+  constructor(private readonly pubsub: PubSub, private readonly limits: TrainingLimits) {}
+
+  /** Checks the config against the app, then queues the job; a runner picks it up. */
+  async start(app: FlowerApp, config: TrainingConfig, creatorId: string, federation: FederationKind): Promise<TrainingJob> {
+    if (!app.projectId.equals(config.projectId)) {
+      throw badUserInput([{ field: 'configId', message: 'belongs to another project than the app' }]);
+    }
+    if (federation === FederationKind.REMOTE) {
+      throw badUserInput([{ field: 'federation', message: 'REMOTE federations are not available yet: use LOCAL' }]);
+    }
+    if (config.clients > this.limits.maxLocalSupernodes) {
+      throw badUserInput([{
+        field: 'configId',
+        message: `needs ${config.clients} SuperNodes, more than the ${this.limits.maxLocalSupernodes} a LOCAL federation may ` +
+          'start on this host (MAX_LOCAL_SUPERNODES)',
+      }]);
+    }
+    const check = runConfigFor(JSON.parse(app.runConfigDefaultsJson), config);
+    if (!check.ok) {
+      const declared = check.declared.length > 0 ? check.declared.join(', ') : 'none';
+      throw badUserInput([{ field: 'configId', message: `${check.problems.join('; ')}. The app declares: ${declared}` }],
+        { problems: check.problems, declaredKeys: check.declared });
+    }
+    const job = (await TrainingJobModel.create({
+      projectId: app.projectId, appId: app._id, configId: config._id, createdById: new Types.ObjectId(creatorId),
+      status: TrainingJobStatus.QUEUED, federation, clients: config.clients, totalRounds: config.rounds,
+      runConfigJson: JSON.stringify(check.overrides),
+    })).toObject();
+    this.publishUpdate(job);
+    this.pubsub.publish(runnerWakeUps, {});
+    return job;
+  }
+
+  /**
+   * A queued job is cancelled at once (if no runner claimed it first); a running one is asked to
+   * stop, and this waits until its runner has torn it down.
+   */
+  async cancel(job: TrainingJob): Promise<TrainingJob> {
+    if (isFinished(job.status)) throw conflict(`This job has already finished (${job.status}).`);
+    const id = job._id.toHexString();
+    if (job.status === TrainingJobStatus.QUEUED && await claimStart(job)) {
+      return this.finish(id, TrainingJobStatus.CANCELLED, 'Cancelled before it started.');
+    }
+    const finished = this.waitUntilFinished(id, CANCEL_WAIT_MS);
+    await TrainingJobModel.updateOne({ _id: job._id }, { $set: { cancelRequestedAt: new Date() } }).exec();
+    this.pubsub.publish(runnerWakeUps, { cancelJobId: id });
+    return finished;
+  }
+
+  /** Writes a change of a running job and tells its subscribers. */
+  async update(jobId: string, changes: Partial<TrainingJob>): Promise<TrainingJob> {
+    const job = await TrainingJobModel.findOneAndUpdate({ _id: jobId }, { $set: changes }, { returnDocument: 'after' })
+      .lean<TrainingJob>().exec();
+    if (!job) throw notFound('Training job');
+    this.publishUpdate(job);
+    return job;
+  }
+
+  finish(jobId: string, status: TrainingJobStatus, statusReason: string | null): Promise<TrainingJob> {
+    return this.update(jobId, { status, statusReason, finishedAt: new Date(), lease: null });
+  }
+
+  /** Stores one round's metrics once (a repeated event changes nothing), then publishes them. */
+  async recordMetric(job: TrainingJob, round: number, phase: MetricPhase, values: MetricValues, recordedAt: Date): Promise<void> {
+    let metric: RoundMetric;
+    try {
+      metric = (await RoundMetricModel.create({ jobId: job._id, round, phase, valuesJson: JSON.stringify(values), recordedAt })).toObject();
+    } catch (error) {
+      if (isDuplicateKeyError(error)) return;
+      throw error;
+    }
+    this.pubsub.publish(jobEvents(job._id.toHexString()), { type: 'metric', metric });
+    const current = await TrainingJobModel.findById(job._id, { currentRound: 1 }).lean<TrainingJob>().exec();
+    if (round > (current?.currentRound ?? -1)) await this.update(job._id.toHexString(), { currentRound: round });
+  }
+
+  /** Appends ServerApp output; only the last LOG_LINES_KEPT lines per job are kept. */
+  async appendLogs(jobId: string, lines: Array<{ at: Date; line: string }>): Promise<void> {
+    if (lines.length === 0) return;
+    let seq = this.nextLogSeq.get(jobId) ?? await this.lastLogSeq(jobId) + 1;
+    const docs = lines.map(({ at, line }) => ({ jobId: new Types.ObjectId(jobId), seq: seq++, at, line }));
+    this.nextLogSeq.set(jobId, seq);
+    await JobLogLineModel.insertMany(docs);
+    for (const line of docs) this.pubsub.publish(jobEvents(jobId), { type: 'log', line });
+    if (Math.floor((seq - 1) / 500) !== Math.floor((seq - 1 - docs.length) / 500)) {
+      await JobLogLineModel.deleteMany({ jobId: docs[0]!.jobId, seq: { $lt: seq - LOG_LINES_KEPT } }).exec();
+    }
+  }
+
+  forgetLogSequence(jobId: string): void {
+    this.nextLogSeq.delete(jobId);
+  }
+
+  get(jobId: string): Promise<TrainingJob | null> {
+    return TrainingJobModel.findById(jobId).lean<TrainingJob>().exec();
+  }
+
+  list(projectId: Types.ObjectId, args: PageArgs & { status?: TrainingJobStatus | null }): Promise<Page<TrainingJob>> {
+    return findPage(TrainingJobModel, args.status ? { projectId, status: args.status } : { projectId }, args);
+  }
+
+  /** Metrics in the order Flower aggregated them (rounds ascending). */
+  async metrics(jobId: Types.ObjectId, fromRound?: number | null, phase?: MetricPhase | null): Promise<RoundMetric[]> {
+    const filter: Record<string, unknown> = { jobId };
+    if (fromRound !== undefined && fromRound !== null) filter.round = { $gte: fromRound };
+    if (phase) filter.phase = phase;
+    return RoundMetricModel.find(filter).sort({ round: 1, recordedAt: 1 }).lean<RoundMetric[]>().exec();
+  }
+
+  /** The most recent round's metrics of each phase. */
+  async latestMetrics(jobId: Types.ObjectId): Promise<RoundMetric[]> {
+    const latest = new Map<MetricPhase, RoundMetric>();
+    for (const metric of await this.metrics(jobId)) latest.set(metric.phase, metric);
+    return PHASE_ORDER.flatMap((phase) => latest.get(phase) ?? []);
+  }
+
+  async logs(jobId: Types.ObjectId, last: number): Promise<JobLogLine[]> {
+    const lines = await JobLogLineModel.find({ jobId }).sort({ seq: -1 }).limit(last).lean<JobLogLine[]>().exec();
+    return lines.reverse();
+  }
+
+  /** Why a queued job waits, and its place in line, as of now. */
+  async queuedReason(job: TrainingJob): Promise<string> {
+    const [ahead, running] = await Promise.all([
+      TrainingJobModel.countDocuments({
+        status: TrainingJobStatus.QUEUED,
+        $or: [{ createdAt: { $lt: job.createdAt } }, { createdAt: job.createdAt, _id: { $lt: job._id } }],
+      }).exec(),
+      TrainingJobModel.countDocuments({ status: { $in: [TrainingJobStatus.STARTING, TrainingJobStatus.RUNNING] } }).exec(),
+    ]);
+    const capacity = `${running} of ${this.limits.maxConcurrentJobs} runner slot${this.limits.maxConcurrentJobs === 1 ? '' : 's'} busy`;
+    return `Waiting for a free runner (${capacity}); position ${ahead + 1} in line.`;
+  }
+
+  async hasUnfinishedJobs(filter: { projectId?: Types.ObjectId; appId?: Types.ObjectId }): Promise<boolean> {
+    return Boolean(await TrainingJobModel.exists({ ...filter, status: { $in: UNFINISHED_STATUSES } }));
+  }
+
+  /** Removes a project's (finished) jobs with their metrics and logs. */
+  async deleteAllInProject(projectId: Types.ObjectId): Promise<void> {
+    const jobs = await TrainingJobModel.find({ projectId }, { _id: 1 }).lean<TrainingJob[]>().exec();
+    const jobIds = jobs.map((job) => job._id);
+    await RoundMetricModel.deleteMany({ jobId: { $in: jobIds } }).exec();
+    await JobLogLineModel.deleteMany({ jobId: { $in: jobIds } }).exec();
+    await TrainingJobModel.deleteMany({ projectId }).exec();
+  }
+
+  private publishUpdate(job: TrainingJob): void {
+    this.pubsub.publish(jobEvents(job._id.toHexString()), { type: 'updated', job });
+  }
+
+  private async waitUntilFinished(jobId: string, timeoutMs: number): Promise<TrainingJob> {
+    const events = this.pubsub.subscribe(jobEvents(jobId));
+    const timer = setTimeout(() => void events.return?.(), timeoutMs);
+    try {
+      for await (const event of events) {
+        if (event.type === 'updated' && isFinished(event.job.status)) return event.job;
+      }
+      return (await this.get(jobId))!;
+    } finally {
+      clearTimeout(timer);
+      await events.return?.();
+    }
+  }
+
+  private async lastLogSeq(jobId: string): Promise<number> {
+    const last = await JobLogLineModel.findOne({ jobId }).sort({ seq: -1 }).lean<JobLogLine>().exec();
+    return last?.seq ?? 0;
+  }
+}
+
+/** Exactly one of a runner and a cancel request gets a queued job (see db/claims.ts). */
+export function claimStart(job: TrainingJob): Promise<boolean> {
+  return claim(`training-job-start:${job._id.toHexString()}`, job.projectId.toHexString());
+}

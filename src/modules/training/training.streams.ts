@@ -1,0 +1,68 @@
+import type { Services } from '../../services.js';
+import type { JobLogLine } from './job-log-line.model.js';
+import type { RoundMetric } from './round-metric.model.js';
+import { isFinished, type TrainingJob } from './training-job.model.js';
+import { jobEvents } from './training.service.js';
+
+// Every stream subscribes before it reads, so nothing published in between is missed.
+
+/** The job as it is now, then every change; ends with the job. */
+export async function* jobUpdateStream(services: Services, job: TrainingJob): AsyncGenerator<TrainingJob> {
+  const events = services.pubsub.subscribe(jobEvents(job._id.toHexString()));
+  try {
+    const current = (await services.training.get(job._id.toHexString())) ?? job;
+    yield current;
+    if (isFinished(current.status)) return;
+    for await (const event of events) {
+      // Changes older than the state already sent were published before it was read.
+      if (event.type !== 'updated' || event.job.updatedAt < current.updatedAt) continue;
+      yield event.job;
+      if (isFinished(event.job.status)) return;
+    }
+  } finally {
+    await events.return?.();
+  }
+}
+
+/** Stored metrics from `fromRound` on (none without it), then live ones; each (round, phase) once. */
+export async function* roundMetricStream(services: Services, job: TrainingJob, fromRound?: number | null): AsyncGenerator<RoundMetric> {
+  const events = services.pubsub.subscribe(jobEvents(job._id.toHexString()));
+  const sent = new Set<string>();
+  const firstTime = (metric: RoundMetric) => {
+    const key = `${metric.round}:${metric.phase}`;
+    return !sent.has(key) && Boolean(sent.add(key));
+  };
+  try {
+    const current = (await services.training.get(job._id.toHexString())) ?? job;
+    if (fromRound !== undefined && fromRound !== null) {
+      for (const metric of await services.training.metrics(job._id, fromRound)) {
+        if (firstTime(metric)) yield metric;
+      }
+    }
+    if (isFinished(current.status)) return;
+    for await (const event of events) {
+      if (event.type === 'metric' && (fromRound === undefined || fromRound === null || event.metric.round >= fromRound) &&
+        firstTime(event.metric)) {
+        yield event.metric;
+      }
+      if (event.type === 'updated' && isFinished(event.job.status)) return;
+    }
+  } finally {
+    await events.return?.();
+  }
+}
+
+/** ServerApp output from now on; ends with the job. */
+export async function* jobLogStream(services: Services, job: TrainingJob): AsyncGenerator<JobLogLine> {
+  const events = services.pubsub.subscribe(jobEvents(job._id.toHexString()));
+  try {
+    const current = (await services.training.get(job._id.toHexString())) ?? job;
+    if (isFinished(current.status)) return;
+    for await (const event of events) {
+      if (event.type === 'log') yield event.line;
+      if (event.type === 'updated' && isFinished(event.job.status)) return;
+    }
+  } finally {
+    await events.return?.();
+  }
+}

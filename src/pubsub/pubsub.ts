@@ -1,0 +1,74 @@
+import { EventEmitter } from 'node:events';
+
+/**
+ * Events between services and subscribers. Services publish after they write; subscriptions
+ * iterate. This in-process implementation is the embedded default; one backed by Redis can take
+ * its place for several API instances without changing publishers or subscribers.
+ */
+export interface PubSub {
+  publish<T>(topic: Topic<T>, payload: T): void;
+  /** Events published after this call, in order, until `return()` is called on the iterator. */
+  subscribe<T>(topic: Topic<T>): AsyncIterableIterator<T>;
+}
+
+/** A topic name that carries its payload type. */
+export type Topic<T> = string & { readonly __payload?: T };
+
+export function topic<T>(name: string): Topic<T> {
+  return name as Topic<T>;
+}
+
+export class InProcessPubSub implements PubSub {
+  private readonly emitter = new EventEmitter().setMaxListeners(0);
+
+  publish<T>(name: Topic<T>, payload: T): void {
+    this.emitter.emit(name, payload);
+  }
+
+  subscribe<T>(name: Topic<T>): AsyncIterableIterator<T> {
+    const queue = new EventQueue<T>(() => this.emitter.off(name, listener));
+    const listener = (payload: T) => queue.push(payload);
+    this.emitter.on(name, listener);
+    return queue;
+  }
+}
+
+/** An async iterator fed by push(); events wait in order until the consumer pulls them. */
+export class EventQueue<T> implements AsyncIterableIterator<T> {
+  private readonly buffered: T[] = [];
+  private readonly waiting: Array<(result: IteratorResult<T>) => void> = [];
+  private done = false;
+
+  constructor(private readonly onClose: () => void = () => undefined) {}
+
+  push(value: T): void {
+    if (this.done) return;
+    const resolve = this.waiting.shift();
+    if (resolve) resolve({ value, done: false });
+    else this.buffered.push(value);
+  }
+
+  /** Ends the iteration once the buffered events are consumed. */
+  close(): void {
+    if (this.done) return;
+    this.done = true;
+    this.onClose();
+    for (const resolve of this.waiting.splice(0)) resolve({ value: undefined, done: true });
+  }
+
+  next(): Promise<IteratorResult<T>> {
+    if (this.buffered.length > 0) return Promise.resolve({ value: this.buffered.shift()!, done: false });
+    if (this.done) return Promise.resolve({ value: undefined, done: true });
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  return(): Promise<IteratorResult<T>> {
+    this.buffered.length = 0;
+    this.close();
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<T> {
+    return this;
+  }
+}
