@@ -59,6 +59,18 @@ describe('GraphiQL in a browser', () => {
     await expect.poll(() => response.innerText(), { timeout: 10_000 }).toContain('browser_user@example.com');
     await page.screenshot({ path: `${pollen.dataDir}/graphiql.png` });
 
+    // A subscription goes over graphql-ws with the same header: the socket is authenticated,
+    // so an unknown job is NOT_FOUND (anonymous sockets would be UNAUTHENTICATED).
+    await page.evaluate((query) => {
+      const editor = document.querySelector('.graphiql-query-editor .CodeMirror') as unknown as
+        { CodeMirror: { setValue(text: string): void } };
+      editor.CodeMirror.setValue(query);
+    }, `subscription Watch { trainingJobUpdated(jobId: "${'0'.repeat(24)}") { status } }`);
+    await page.waitForTimeout(400);
+    await page.click('.graphiql-execute-button');
+    await expect.poll(() => response.innerText(), { timeout: 10_000 }).toContain('Training job not found.');
+    expect(await response.innerText()).toContain('NOT_FOUND');
+
     expect(foreignRequests).toEqual([]);
     expect(consoleErrors).toEqual([]);
     await page.close();

@@ -1,0 +1,27 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PollenProcess, processesUnder, REPO_ROOT } from './support/testkit.js';
+
+let pollen: PollenProcess;
+beforeAll(async () => {
+  pollen = await PollenProcess.start();
+});
+afterAll(async () => {
+  await pollen?.stop();
+  expect(processesUnder(pollen.dataDir)).toEqual([]);
+  pollen?.removeDataDir();
+});
+
+describe('npm run demo', () => {
+  it('signs up, uploads the example, trains 3 rounds on 2 clients and prints the metrics live', async () => {
+    const { stdout } = await promisify(execFile)('npm', ['run', '--silent', 'demo'], {
+      cwd: REPO_ROOT, env: { ...process.env, POLLEN_URL: pollen.url }, timeout: 240_000,
+    });
+    expect(stdout).toMatch(/Signed up as demo\./);
+    expect(stdout).toMatch(/Uploaded digits-app 1\.0\.0; it declares num-server-rounds, learning-rate/);
+    expect(stdout.match(/round [123] {2}TRAIN/g)).toHaveLength(3);
+    expect(stdout.match(/round [123] {2}EVALUATE/g)).toHaveLength(3);
+    expect(stdout).toMatch(/Final status: COMPLETED$/m);
+  }, 240_000);
+});
