@@ -12,6 +12,8 @@ export interface Config {
   host: string;
   /** Unset: Pollen starts an embedded FerretDB under `dataDir`. */
   mongodbUri: string | undefined;
+  /** Set: subscription events travel through Redis, so several instances can serve one API. */
+  redisUrl: string | undefined;
   dataDir: string;
   jwtSecret: string;
   accessTokenTtlSeconds: number;
@@ -79,6 +81,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const mongodbUri = read<string | undefined>('MONGODB_URI', undefined,
     (raw) => (/^mongodb(\+srv)?:\/\/\S+$/.test(raw) ? raw : undefined),
     'expected a mongodb:// or mongodb+srv:// connection string');
+  const redisUrl = read<string | undefined>('REDIS_URL', undefined,
+    (raw) => (/^rediss?:\/\/\S+$/.test(raw) ? raw : undefined), 'expected a redis:// or rediss:// URL');
   const dataDir = path.resolve(env.DATA_DIR || '.pollen');
   const accessTokenTtlSeconds = read('ACCESS_TOKEN_TTL', 15 * 60, parseDurationSeconds,
     'expected a duration such as 900, 90s, 15m, 12h or 30d');
@@ -98,7 +102,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const queryMaxCost = read('QUERY_MAX_COST', 5000, integer(10, 1_000_000), 'expected an integer from 10 to 1000000');
 
   const maxLocalSupernodes = read('MAX_LOCAL_SUPERNODES', 8, integer(2, 64), 'expected an integer from 2 to 64');
-  const maxConcurrentJobs = read('MAX_CONCURRENT_JOBS', 1, integer(1, 64), 'expected an integer from 1 to 64');
+  const maxConcurrentJobs = read('MAX_CONCURRENT_JOBS', 1, integer(0, 64),
+    'expected an integer from 0 (an instance that only serves the API) to 64');
   const nodeConnectTimeoutSeconds = read('NODE_CONNECT_TIMEOUT', 60, parseDurationSeconds,
     'expected a duration such as 60, 90s or 2m');
   const roundTimeoutSeconds = read('ROUND_TIMEOUT', 600, parseDurationSeconds, 'expected a duration such as 600, 90s or 10m');
@@ -117,7 +122,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (problems.length > 0) throw new ConfigError(problems);
 
   return {
-    nodeEnv, port, host, mongodbUri, dataDir,
+    nodeEnv, port, host, mongodbUri, redisUrl, dataDir,
     jwtSecret: jwtSecretFromEnv || developmentJwtSecret(dataDir),
     accessTokenTtlSeconds, refreshTokenTtlSeconds, corsOrigins,
     maxUploadBytes, maxJsonBodyBytes, logLevel, queryMaxDepth, queryMaxCost,

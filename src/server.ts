@@ -18,7 +18,8 @@ import { buildPollenSchema } from './graphql/schema.js';
 import { attachGraphQLWebSocket, MAX_TOKENS } from './graphql/websocket.js';
 import { httpErrorHandler, requestContext, requirePreflightForMultipart } from './http/request-context.js';
 import type { Logger } from './logger.js';
-import { InProcessPubSub } from './pubsub/pubsub.js';
+import { InProcessPubSub, type PubSub } from './pubsub/pubsub.js';
+import { RedisPubSub } from './pubsub/redis-pubsub.js';
 import { GuardedProcess } from './runner/guarded-process.js';
 import { localFederationLauncher } from './runner/local-federation.js';
 import { TrainingRunner } from './runner/training-runner.js';
@@ -46,7 +47,7 @@ export async function startPollen(config: Config, logger: Logger): Promise<Runni
 }
 
 async function serve(config: Config, logger: Logger, database: Database): Promise<RunningPollen> {
-  const pubsub = new InProcessPubSub();
+  const pubsub: PubSub = config.redisUrl ? await RedisPubSub.connect(config.redisUrl) : new InProcessPubSub();
   const schema = await buildPollenSchema(pubsub);
   const services = createServices(config, pubsub);
   const limits: QueryLimits = { maxDepth: config.queryMaxDepth, maxCost: config.queryMaxCost };
@@ -126,7 +127,7 @@ async function serve(config: Config, logger: Logger, database: Database): Promis
     url,
     port,
     database,
-    stop: () => (stopping ??= shutdown(httpServer, webSocket, apollo, runner, database, logger)),
+    stop: () => (stopping ??= shutdown(httpServer, webSocket, apollo, runner, pubsub, database, logger)),
   };
 }
 
@@ -135,6 +136,7 @@ async function shutdown(
   webSocket: { close(): Promise<void> },
   apollo: ApolloServer<Context>,
   runner: TrainingRunner,
+  pubsub: PubSub,
   database: Database,
   logger: Logger,
 ): Promise<void> {
@@ -144,6 +146,7 @@ async function shutdown(
   if (httpServer.listening) await new Promise<void>((resolve) => httpServer.close(() => resolve()));
   await runner.stop();
   await Promise.all([...GuardedProcess.running].map((child) => child.stop()));
+  await pubsub.close();
   await database.close();
   logger.info('stopped');
 }

@@ -7,9 +7,15 @@ import { EventEmitter } from 'node:events';
  */
 export interface PubSub {
   publish<T>(topic: Topic<T>, payload: T): void;
-  /** Events published after this call, in order, until `return()` is called on the iterator. */
-  subscribe<T>(topic: Topic<T>): AsyncIterableIterator<T>;
+  /**
+   * Events published once `ready` has resolved, in order, until `return()` is called on the
+   * iterator. Await `ready` before reading state that later events change, so none is missed.
+   */
+  subscribe<T>(topic: Topic<T>): Subscription<T>;
+  close(): Promise<void>;
 }
+
+export type Subscription<T> = AsyncIterableIterator<T> & { ready: Promise<void> };
 
 /** A topic name that carries its payload type. */
 export type Topic<T> = string & { readonly __payload?: T };
@@ -25,11 +31,15 @@ export class InProcessPubSub implements PubSub {
     this.emitter.emit(name, payload);
   }
 
-  subscribe<T>(name: Topic<T>): AsyncIterableIterator<T> {
+  subscribe<T>(name: Topic<T>): Subscription<T> {
     const queue = new EventQueue<T>(() => this.emitter.off(name, listener));
     const listener = (payload: T) => queue.push(payload);
     this.emitter.on(name, listener);
-    return queue;
+    return Object.assign(queue, { ready: Promise.resolve() });
+  }
+
+  async close(): Promise<void> {
+    this.emitter.removeAllListeners();
   }
 }
 

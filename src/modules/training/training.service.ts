@@ -2,7 +2,7 @@ import { Types } from 'mongoose';
 import { claim } from '../../db/claims.js';
 import { badUserInput, conflict, isDuplicateKeyError, notFound } from '../../errors.js';
 import { findPage, type Page, type PageArgs } from '../../graphql/connection.js';
-import { topic, type PubSub } from '../../pubsub/pubsub.js';
+import { topic, type PubSub, type Subscription } from '../../pubsub/pubsub.js';
 import type { FlowerApp } from '../apps/flower-app.model.js';
 import type { TrainingConfig } from '../configs/training-config.model.js';
 import { JobLogLineModel, type JobLogLine } from './job-log-line.model.js';
@@ -74,7 +74,9 @@ export class TrainingService {
     if (job.status === TrainingJobStatus.QUEUED && await claimStart(job)) {
       return this.finish(id, TrainingJobStatus.CANCELLED, 'Cancelled before it started.');
     }
-    const finished = this.waitUntilFinished(id, CANCEL_WAIT_MS);
+    const events = this.pubsub.subscribe(jobEvents(id));
+    await events.ready;
+    const finished = this.waitUntilFinished(events, id, CANCEL_WAIT_MS);
     await TrainingJobModel.updateOne({ _id: job._id }, { $set: { cancelRequestedAt: new Date() } }).exec();
     this.pubsub.publish(runnerWakeUps, { cancelJobId: id });
     return finished;
@@ -182,8 +184,7 @@ export class TrainingService {
     this.pubsub.publish(jobEvents(job._id.toHexString()), { type: 'updated', job });
   }
 
-  private async waitUntilFinished(jobId: string, timeoutMs: number): Promise<TrainingJob> {
-    const events = this.pubsub.subscribe(jobEvents(jobId));
+  private async waitUntilFinished(events: Subscription<JobEvent>, jobId: string, timeoutMs: number): Promise<TrainingJob> {
     const timer = setTimeout(() => void events.return?.(), timeoutMs);
     try {
       for await (const event of events) {

@@ -10,6 +10,7 @@ import { jobEvents } from './training.service.js';
 export async function* jobUpdateStream(services: Services, job: TrainingJob): AsyncGenerator<TrainingJob> {
   const events = services.pubsub.subscribe(jobEvents(job._id.toHexString()));
   try {
+    await events.ready;
     const current = (await services.training.get(job._id.toHexString())) ?? job;
     yield current;
     if (isFinished(current.status)) return;
@@ -33,6 +34,7 @@ export async function* roundMetricStream(services: Services, job: TrainingJob, f
     return !sent.has(key) && Boolean(sent.add(key));
   };
   try {
+    await events.ready;
     const current = (await services.training.get(job._id.toHexString())) ?? job;
     if (fromRound !== undefined && fromRound !== null) {
       for (const metric of await services.training.metrics(job._id, fromRound)) {
@@ -56,6 +58,7 @@ export async function* roundMetricStream(services: Services, job: TrainingJob, f
 export async function* jobLogStream(services: Services, job: TrainingJob): AsyncGenerator<JobLogLine> {
   const events = services.pubsub.subscribe(jobEvents(job._id.toHexString()));
   try {
+    await events.ready;
     const current = (await services.training.get(job._id.toHexString())) ?? job;
     if (isFinished(current.status)) return;
     for await (const event of events) {
