@@ -16,7 +16,7 @@ import { isExpectedError, maskError } from './graphql/errors.js';
 import { assertWithinLimits, type QueryLimits } from './graphql/limits.js';
 import { buildPollenSchema } from './graphql/schema.js';
 import { attachGraphQLWebSocket, MAX_TOKENS } from './graphql/websocket.js';
-import { httpErrorHandler, requestContext, requirePreflightForMultipart } from './http/request-context.js';
+import { httpErrorHandler, rejectInvalidUtf8, requestContext, requirePreflightForMultipart } from './http/request-context.js';
 import type { Logger } from './logger.js';
 import { InProcessPubSub, type PubSub } from './pubsub/pubsub.js';
 import { RedisPubSub } from './pubsub/redis-pubsub.js';
@@ -87,7 +87,7 @@ async function serve(config: Config, logger: Logger, database: Database): Promis
   app.use(
     '/graphql',
     cors({ origin: config.corsOrigins.length > 0 ? config.corsOrigins : false }),
-    express.json({ limit: config.maxJsonBodyBytes }),
+    express.json({ limit: config.maxJsonBodyBytes, verify: rejectInvalidUtf8 }),
     requirePreflightForMultipart,
     graphqlUploadExpress({ maxFileSize: config.maxUploadBytes, maxFiles: 1 }),
     expressMiddleware(apollo, {

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
 import { GraphQLError } from 'graphql';
@@ -64,4 +65,9 @@ export function requirePreflightForMultipart(req: Request, res: Response, next: 
     return;
   }
   next();
+}
+
+/** JSON must be UTF-8; the default parser would quietly replace invalid bytes instead. */
+export function rejectInvalidUtf8(_req: Request, _res: Response, body: Buffer): void {
+  if (!isUtf8(body)) throw Object.assign(new Error('The request body is not valid UTF-8.'), { status: 400 });
 }
