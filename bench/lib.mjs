@@ -1,12 +1,13 @@
 // Shared helpers for Pollen's benchmarks: plain Node ESM, no build step. Packages resolve from
 // the repository's node_modules because this folder lives inside the repository.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createConnection, createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { crc32 } from 'node:zlib';
 import { createClient } from 'graphql-ws';
 import JSZip from 'jszip';
 import WebSocket from 'ws';
@@ -27,7 +28,20 @@ export function option(name, fallback) {
   return value;
 }
 
+/** Like option(), for a comma-separated list of positive integers (`--page-sizes=5,50`). */
+export function listOption(name, fallback) {
+  const flag = process.argv.slice(2).find((arg) => arg.startsWith(`--${name}=`));
+  const raw = flag ? flag.slice(name.length + 3) : process.env[name.toUpperCase().replaceAll('-', '_')];
+  if (raw === undefined || raw === '') return fallback;
+  const values = raw.split(',').map(Number);
+  if (!values.every((value) => Number.isInteger(value) && value >= 1)) {
+    throw new Error(`${name}: expected positive integers separated by commas, got ${JSON.stringify(raw)}`);
+  }
+  return values;
+}
+
 const cleanups = [];
+const pollens = []; // every Pollen started, for its output when a benchmark fails
 
 /** Registers a teardown. They run newest first, once, on success, on failure and on Ctrl-C. */
 export function onCleanup(teardown) {
@@ -52,6 +66,9 @@ export async function runBenchmark(main) {
     await main();
   } catch (error) {
     console.error(`benchmark failed: ${error?.stack ?? error}`);
+    for (const { url, output } of pollens) {
+      if (output.length > 0) console.error(`--- last lines of Pollen ${url}:\n${output.slice(-30).join('\n')}`);
+    }
     code = 1;
   }
   await runCleanups();
@@ -62,6 +79,13 @@ export function tempDir(prefix) {
   const dir = mkdtempSync(path.join(tmpdir(), prefix));
   onCleanup(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
+}
+
+const startedAt = performance.now();
+
+/** A progress line on stderr, with the time since the benchmark started; the figures go to stdout. */
+export function progress(text) {
+  console.error(`[${((performance.now() - startedAt) / 1000).toFixed(1).padStart(6)} s] ${text}`);
 }
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -102,14 +126,20 @@ export async function stopChild(child, graceMs) {
 
 // ------------------------------------------------------------------------------ Pollen
 
-/** Starts `node dist/main.js` on a free port with a fresh DATA_DIR (embedded FerretDB). */
-export async function startPollen() {
+/**
+ * Starts `node dist/main.js` on a free port with a fresh DATA_DIR. `env` adds or overrides
+ * settings; without MONGODB_URI in it Pollen starts its own embedded FerretDB under DATA_DIR.
+ * `pid` is the Pollen (node) process itself, for /proc figures. `nodeArgs` (or POLLEN_NODE_ARGS,
+ * space-separated) go to node before the script, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`.
+ */
+export async function startPollen({ env: settings = {}, nodeArgs = (process.env.POLLEN_NODE_ARGS ?? '').split(' ').filter(Boolean) } = {}) {
   const dataDir = tempDir('pollen-bench-data-');
-  const env = { ...process.env, PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn' };
-  delete env.MONGODB_URI; // unset: Pollen starts its own FerretDB under DATA_DIR
-  const child = spawn(process.execPath, [path.join(REPO, 'dist/main.js')], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const env = { ...process.env, PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...settings };
+  if (!settings.MONGODB_URI) delete env.MONGODB_URI; // unset: Pollen starts its own FerretDB under DATA_DIR
+  const child = spawn(process.execPath, [...nodeArgs, path.join(REPO, 'dist/main.js')], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   // Pollen stops its FerretDB and Flower processes itself on SIGTERM; give it time to.
-  onCleanup(() => stopChild(child, 30_000));
+  const stop = () => stopChild(child, 30_000);
+  onCleanup(stop);
   const output = [];
   const ready = new Promise((resolve, reject) => {
     for (const stream of [child.stdout, child.stderr]) {
@@ -123,8 +153,157 @@ export async function startPollen() {
     child.once('exit', (code, signal) => reject(new Error(`Pollen exited (${signal ?? code}):\n${output.join('\n')}`)));
   });
   const url = await within(120_000, ready, 'Pollen to print its banner');
-  return { url, wsUrl: url.replace(/^http/, 'ws'), output };
+  pollens.push({ url, output });
+  return { url, wsUrl: url.replace(/^http/, 'ws'), output, pid: child.pid, stop };
 }
+
+// ----------------------------------------------------------------------------- database
+
+/**
+ * A FerretDB of our own (the same binary and recipe Pollen embeds, from dist/), on a free
+ * loopback port with a temporary store, for benchmarks that point Pollen's MONGODB_URI at it.
+ */
+export async function startFerretDB() {
+  const { startEmbeddedFerretDB } = await import(pathToFileURL(path.join(REPO, 'dist/db/embedded-ferretdb.js')).href);
+  const { pino } = await import('pino');
+  const ferretdb = await startEmbeddedFerretDB(tempDir('pollen-bench-ferretdb-'), pino({ level: 'warn' }));
+  onCleanup(() => ferretdb.stop());
+  return ferretdb; // { uri: 'mongodb://127.0.0.1:PORT/', pid, stop() }
+}
+
+const OP_MSG = 2013;
+/** Connection upkeep that drivers send on their own schedule, not per request. */
+const UPKEEP = new Set(['hello', 'ismaster', 'isMaster', 'ping', 'endSessions', 'buildInfo', 'saslStart', 'saslContinue']);
+
+/**
+ * A loopback TCP proxy in front of a MongoDB-wire server that counts the commands clients send,
+ * by name (the first key of each OP_MSG body; the same idea as test/support/mongo-command-counter.ts).
+ * `take()` returns the counts since the last call, upkeep left out, with their `total`.
+ */
+export async function startCommandCounter(targetUri) {
+  const target = new URL(targetUri.replace(/^mongodb:/, 'http:'));
+  const counts = new Map();
+  const sockets = new Set();
+  // Reads whole messages off the front of `buffer`; returns the incomplete rest.
+  const noteCommands = (buffer) => {
+    let offset = 0;
+    while (buffer.length - offset >= 16) {
+      const length = buffer.readInt32LE(offset);
+      if (buffer.length - offset < length) break;
+      // OP_MSG: header (16) · flagBits (4) · section kind 0 (1) · BSON: size (4) · first element type (1) · name
+      if (buffer.readInt32LE(offset + 12) === OP_MSG && buffer[offset + 20] === 0) {
+        const nameStart = offset + 26;
+        const name = buffer.toString('utf8', nameStart, buffer.indexOf(0, nameStart));
+        counts.set(name, (counts.get(name) ?? 0) + 1);
+      }
+      offset += length;
+    }
+    return buffer.subarray(offset);
+  };
+  const server = createServer((client) => {
+    const upstream = createConnection({ host: target.hostname, port: Number(target.port) });
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('close', () => {
+        sockets.delete(socket);
+        client.destroy();
+        upstream.destroy();
+      });
+      socket.on('error', () => undefined);
+    }
+    let pending = Buffer.alloc(0);
+    client.on('data', (chunk) => {
+      pending = noteCommands(pending.length > 0 ? Buffer.concat([pending, chunk]) : chunk);
+      upstream.write(chunk);
+    });
+    upstream.on('data', (chunk) => client.write(chunk));
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const stop = async () => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => server.close(() => resolve()));
+  };
+  onCleanup(stop);
+  return {
+    uri: `mongodb://127.0.0.1:${server.address().port}/`,
+    take() {
+      const taken = { total: 0 };
+      for (const [name, count] of counts) {
+        if (UPKEEP.has(name)) continue;
+        taken[name] = count;
+        taken.total += count;
+      }
+      counts.clear();
+      return taken;
+    },
+    stop,
+  };
+}
+
+// ----------------------------------------------------------------------- process figures
+
+/** VmRSS and VmHWM (peak RSS) of a process, in bytes, from /proc/<pid>/status. */
+export function processMemory(pid) {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (field) => Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status)?.[1]) * 1024;
+  return { rss: kib('VmRSS'), peak: kib('VmHWM') };
+}
+
+/** Resets VmHWM to the current RSS (needs root or the process's owner). */
+export function resetPeakMemory(pid) {
+  writeFileSync(`/proc/${pid}/clear_refs`, '5');
+}
+
+/** User + system CPU seconds a process has used so far (/proc/<pid>/stat, 100 ticks a second). */
+export function cpuSeconds(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Samples a process's VmRSS every `everyMs` until stop(), which returns the highest seen. */
+export function sampleRss(pid, everyMs = 2) {
+  let max = processMemory(pid).rss;
+  let samples = 1;
+  const timer = setInterval(() => {
+    max = Math.max(max, processMemory(pid).rss);
+    samples += 1;
+  }, everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      max = Math.max(max, processMemory(pid).rss);
+      return { max, samples: samples + 1 };
+    },
+  };
+}
+
+/** The share of one core a process used over the next `windowMs`. */
+export async function cpuShare(pid, windowMs = 1000) {
+  const before = cpuSeconds(pid);
+  await sleep(windowMs);
+  return (cpuSeconds(pid) - before) / (windowMs / 1000);
+}
+
+/** Waits until a process has used less than `busyShare` of one core over `windowMs` (false if `timeoutMs` passed first). */
+export async function untilQuiet(pid, { busyShare = 0.05, windowMs = 1000, timeoutMs = 120_000 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await cpuShare(pid, windowMs) < busyShare) return true;
+  }
+  return false;
+}
+
+/** The first child process of `pid` whose command line matches `pattern` (e.g. Pollen's embedded FerretDB). */
+export function childPid(pid, pattern) {
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    for (const child of readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').split(' ').filter(Boolean)) {
+      if (pattern.test(readFileSync(`/proc/${child}/cmdline`, 'utf8').replaceAll('\0', ' '))) return Number(child);
+    }
+  }
+  return undefined;
+}
+
+// --------------------------------------------------------------------- API, archives, jobs
 
 export async function graphql(url, token, query, variables = {}) {
   const response = await fetch(url, {
@@ -140,51 +319,139 @@ function dataOf(body) {
   return body.data;
 }
 
-/** Zips a folder the way a user would, leaving caches out. */
-export async function zipDirectory(dir) {
+/** Zips a folder the way a user would, leaving caches out; `extra` adds files ({ path: bytes }). */
+export async function zipDirectory(dir, extra = {}) {
   const zip = new JSZip();
+  for (const [name, bytes] of Object.entries(readTree(dir))) zip.file(name, bytes);
+  // Like Info-ZIP, store what deflate cannot shrink (random data) instead of growing it.
+  for (const [name, bytes] of Object.entries(extra)) zip.file(name, bytes, { compression: 'STORE' });
+  return zip.generateAsync({ type: 'nodebuffer', compression: 'DEFLATE' });
+}
+
+/** The files of a folder, caches left out, as { 'relative/path': Buffer }. */
+export function readTree(dir) {
+  const files = {};
   const walk = (relative) => {
     for (const entry of readdirSync(path.join(dir, relative), { withFileTypes: true })) {
       if (['__pycache__', '.venv'].includes(entry.name) || entry.name.endsWith('.pyc')) continue;
       const child = path.posix.join(relative, entry.name);
       if (entry.isDirectory()) walk(child);
-      else zip.file(child, readFileSync(path.join(dir, child)));
+      else files[child] = readFileSync(path.join(dir, child));
     }
   };
   walk('');
-  return zip.generateAsync({ type: 'nodebuffer', compression: 'DEFLATE' });
+  return files;
+}
+
+/**
+ * A ZIP written byte by byte (no ZIP64), for what no library writes, such as a bomb: each entry is
+ * { name, data, method: 0 (stored, default) | 8 (data already raw-deflated), crc32, uncompressedSize },
+ * the last two defaulting to the truth about stored data.
+ */
+export function handBuiltZip(entries) {
+  const records = [];
+  const central = [];
+  let offset = 0;
+  for (const entry of entries) {
+    const name = Buffer.from(entry.name);
+    const method = entry.method ?? 0;
+    const crc = entry.crc32 ?? crc32(entry.data);
+    const size = entry.uncompressedSize ?? entry.data.length;
+    const local = Buffer.alloc(30);
+    local.writeUInt32LE(0x04034b50, 0);
+    local.writeUInt16LE(20, 4);
+    local.writeUInt16LE(method, 8);
+    local.writeUInt32LE(crc, 14);
+    local.writeUInt32LE(entry.data.length, 18);
+    local.writeUInt32LE(size, 22);
+    local.writeUInt16LE(name.length, 26);
+    const header = Buffer.alloc(46);
+    header.writeUInt32LE(0x02014b50, 0);
+    header.writeUInt16LE((3 << 8) | 20, 4);
+    header.writeUInt16LE(20, 6);
+    header.writeUInt16LE(method, 10);
+    header.writeUInt32LE(crc, 16);
+    header.writeUInt32LE(entry.data.length, 20);
+    header.writeUInt32LE(size, 24);
+    header.writeUInt16LE(name.length, 28);
+    header.writeUInt32LE((0o100644 << 16) >>> 0, 38);
+    header.writeUInt32LE(offset, 42);
+    records.push(local, name, entry.data);
+    central.push(header, name);
+    offset += local.length + name.length + entry.data.length;
+  }
+  const directory = Buffer.concat(central);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(entries.length, 8);
+  end.writeUInt16LE(entries.length, 10);
+  end.writeUInt32LE(directory.length, 12);
+  end.writeUInt32LE(offset, 16);
+  return Buffer.concat([...records, directory, end]);
+}
+
+export const BENCH_PASSWORD = 'Bench-password-1';
+
+/** Signs a new user up; `token` is the access token. */
+export async function registerUser(pollen, username) {
+  const { register } = await graphql(pollen.url, null,
+    'mutation($input: RegisterInput!) { register(input: $input) { accessToken user { id username } } }',
+    { input: { username, email: `${username}@example.com`, password: BENCH_PASSWORD } });
+  return { token: register.accessToken, userId: register.user.id, username: register.user.username };
+}
+
+export async function createProject(pollen, token, name) {
+  const { createProject: created } = await graphql(pollen.url, token,
+    'mutation($input: CreateProjectInput!) { createProject(input: $input) { id } }', { input: { name } });
+  return created.id;
+}
+
+export async function addProjectMember(pollen, token, projectId, username, role) {
+  await graphql(pollen.url, token,
+    'mutation($projectId: ID!, $username: String!, $role: ProjectRole!) { addProjectMember(projectId: $projectId, username: $username, role: $role) { id } }',
+    { projectId, username, role });
+}
+
+/**
+ * Sends `uploadApp` as a GraphQL multipart request (`operations`, `map`, then the file as part
+ * "0") and returns the HTTP status with the parsed body, errors included, unchecked.
+ */
+export async function postAppUpload(pollen, token, projectId, bytes, filename = 'app.zip') {
+  const form = new FormData();
+  form.set('operations', JSON.stringify({
+    query: 'mutation($projectId: ID!, $file: Upload!) { uploadApp(projectId: $projectId, file: $file) { id sizeBytes } }',
+    variables: { projectId, file: null },
+  }));
+  form.set('map', JSON.stringify({ 0: ['variables.file'] }));
+  form.set('0', new Blob([bytes]), filename);
+  const response = await fetch(pollen.url, {
+    method: 'POST',
+    headers: { 'apollo-require-preflight': 'true', authorization: `Bearer ${token}` },
+    body: form,
+  });
+  return { status: response.status, body: await response.json() };
+}
+
+/** Uploads an app archive that must be accepted; returns the app's id. */
+export async function uploadApp(pollen, token, projectId, bytes, filename) {
+  return dataOf((await postAppUpload(pollen, token, projectId, bytes, filename)).body).uploadApp.id;
+}
+
+export async function createTrainingConfig(pollen, token, projectId, { rounds, clients }) {
+  const { createTrainingConfig: created } = await graphql(pollen.url, token,
+    'mutation($input: CreateTrainingConfigInput!) { createTrainingConfig(input: $input) { id } }',
+    { input: { projectId, name: `${rounds} rounds`, rounds, clients, learningRate: 0.1 } });
+  return created.id;
 }
 
 /** A fresh user with a project, the digits app and a training config: all a job needs. */
 export async function prepareDigitsJob(pollen, { rounds, clients }) {
   const name = `bench${Date.now()}`;
-  const { register } = await graphql(pollen.url, null,
-    'mutation($input: RegisterInput!) { register(input: $input) { accessToken } }',
-    { input: { username: name, email: `${name}@example.com`, password: 'Bench-password-1' } });
-  const token = register.accessToken;
-  const { createProject } = await graphql(pollen.url, token,
-    'mutation($input: CreateProjectInput!) { createProject(input: $input) { id } }', { input: { name } });
-  const projectId = createProject.id;
-
-  // GraphQL multipart request: `operations`, `map`, then the file as part "0".
-  const form = new FormData();
-  form.set('operations', JSON.stringify({
-    query: 'mutation($projectId: ID!, $file: Upload!) { uploadApp(projectId: $projectId, file: $file) { id } }',
-    variables: { projectId, file: null },
-  }));
-  form.set('map', JSON.stringify({ 0: ['variables.file'] }));
-  form.set('0', new Blob([await zipDirectory(DIGITS_APP)]), 'digits-app.zip');
-  const uploaded = await fetch(pollen.url, {
-    method: 'POST',
-    headers: { 'apollo-require-preflight': 'true', authorization: `Bearer ${token}` },
-    body: form,
-  });
-  const appId = dataOf(await uploaded.json()).uploadApp.id;
-
-  const { createTrainingConfig } = await graphql(pollen.url, token,
-    'mutation($input: CreateTrainingConfigInput!) { createTrainingConfig(input: $input) { id } }',
-    { input: { projectId, name: `${rounds} rounds`, rounds, clients, learningRate: 0.1 } });
-  return { token, appId, configId: createTrainingConfig.id };
+  const { token, username } = await registerUser(pollen, name);
+  const projectId = await createProject(pollen, token, name);
+  const appId = await uploadApp(pollen, token, projectId, await zipDirectory(DIGITS_APP), 'digits-app.zip');
+  const configId = await createTrainingConfig(pollen, token, projectId, { rounds, clients });
+  return { token, username, projectId, appId, configId };
 }
 
 export async function startTraining(pollen, job) {
@@ -249,6 +516,11 @@ export function summarize(values) {
   const sorted = [...values].sort((a, b) => a - b);
   return { count: sorted.length, p50: percentile(sorted, 50), p90: percentile(sorted, 90), p99: percentile(sorted, 99), max: sorted.at(-1) ?? NaN };
 }
+
+/** Bytes as MB (10^6) or KB (10^3), the units of the targets. */
+export const mb = (bytes) => (Number.isFinite(bytes) ? (bytes / 1e6).toFixed(1) : '-');
+export const kb = (bytes) => (Number.isFinite(bytes) ? (bytes / 1e3).toFixed(1) : '-');
+export const ratio = (value, base) => (Number.isFinite(value / base) ? `${(value / base).toFixed(2)}x` : '-');
 
 export const ms = (value) => (Number.isFinite(value) ? value.toFixed(value < 10 ? 2 : 1) : '-');
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv/ and install scripts/requirements.txt into it.
 # Idempotent: a no-op when .venv/.pollen-stamp matches the fingerprint of
-# requirements.txt plus the interpreter's version.
+# requirements.txt and node-requirements.txt (which it includes) plus the interpreter's version.
 # POLLEN_PYTHON picks the interpreter that creates the venv (default: python3).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -9,6 +9,7 @@ set -euo pipefail
 PY="${POLLEN_PYTHON:-python3}"
 VENV="$REPO_ROOT/.venv"
 REQS="$REPO_ROOT/scripts/requirements.txt"
+NODE_REQS="$REPO_ROOT/scripts/node-requirements.txt" # included by requirements.txt (-r)
 STAMP="$VENV/.pollen-stamp"
 # Flower phones home unless told not to: telemetry events (telemetry.flower.ai)
 # and, in flwr/flower-superlink/flower-supernode/flower-superexec (even before
@@ -21,7 +22,7 @@ command -v "$PY" >/dev/null 2>&1 ||
 pyversion() { "$1" -c 'import platform; print(platform.python_implementation(), platform.python_version())'; }
 
 py_ver="$(pyversion "$PY")" || die "'$PY' does not run"
-want="$(fingerprint "$REQS") $py_ver"
+want="$(fingerprint "$REQS" "$NODE_REQS") $py_ver"
 if [[ -x "$VENV/bin/python" && -f "$STAMP" && "$(<"$STAMP")" == "$want" ]]; then
   step "Python venv is up to date (.venv, $py_ver)"
   exit 0

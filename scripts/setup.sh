@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Pollen's one-stop setup. Idempotent, and fast when everything is done.
-#   scripts/setup.sh          build .tools/bin/ferretdb and the .venv (Flower)
+#   scripts/setup.sh          build .tools/bin/ferretdb, the .venv (Flower) and the node wheelhouse
 #   scripts/setup.sh --test   also install the system packages the tests need
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -20,6 +20,7 @@ SCRIPTS="$REPO_ROOT/scripts"
 step "Pollen setup in $REPO_ROOT"
 bash "$SCRIPTS/build-ferretdb.sh"
 bash "$SCRIPTS/setup-python.sh"
+bash "$SCRIPTS/prepare-wheelhouse.sh" # needs the .venv
 if (( with_test )); then
   bash "$SCRIPTS/install-test-deps.sh"
 fi

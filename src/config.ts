@@ -32,6 +32,8 @@ export interface Config {
   jobLeaseSeconds: number;
   /** The Python that has flwr (the project's .venv by default). */
   flowerPython: string;
+  /** The address remote SuperNodes reach the projects' SuperLinks on (their Fleet API listens there). */
+  fleetHost: string;
 }
 
 export class ConfigError extends Error {
@@ -108,6 +110,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     'expected a duration such as 60, 90s or 2m');
   const roundTimeoutSeconds = read('ROUND_TIMEOUT', 600, parseDurationSeconds, 'expected a duration such as 600, 90s or 10m');
   const jobLeaseSeconds = read('JOB_LEASE', 30, parseDurationSeconds, 'expected a duration such as 30, 45s or 2m');
+  const fleetHost = read('FLEET_HOST', '127.0.0.1', (raw) => (/^[0-9A-Za-z.:-]+$/.test(raw.trim()) ? raw.trim() : undefined),
+    'expected the IP address (or host name) of this host that node hosts reach');
   const flowerPython = env.FLOWER_PYTHON || fileURLToPath(new URL('../.venv/bin/python', import.meta.url));
 
   const jwtSecretFromEnv = env.JWT_SECRET;
@@ -127,6 +131,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     accessTokenTtlSeconds, refreshTokenTtlSeconds, corsOrigins,
     maxUploadBytes, maxJsonBodyBytes, logLevel, queryMaxDepth, queryMaxCost,
     maxLocalSupernodes, maxConcurrentJobs, nodeConnectTimeoutSeconds, roundTimeoutSeconds, jobLeaseSeconds, flowerPython,
+    fleetHost,
   };
 }
 

@@ -12,16 +12,21 @@ import { connectDatabase, ensureIndexes, type Database } from './db/database.js'
 import { graphiqlRouter } from './graphiql/graphiql.router.js';
 import { appArchiveRouter } from './modules/apps/app-archive.router.js';
 import { createContext, type Context } from './graphql/context.js';
-import { isExpectedError, maskError } from './graphql/errors.js';
+import { DATABASE_RETRY_AFTER_SECONDS, ErrorCode } from './errors.js';
+import { maskError, reportError } from './graphql/errors.js';
 import { assertWithinLimits, type QueryLimits } from './graphql/limits.js';
 import { buildPollenSchema } from './graphql/schema.js';
 import { attachGraphQLWebSocket, MAX_TOKENS } from './graphql/websocket.js';
-import { httpErrorHandler, rejectInvalidUtf8, requestContext, requirePreflightForMultipart } from './http/request-context.js';
+import {
+  httpErrorHandler, limitMultipartLength, rejectInvalidUtf8, requestContext, requirePreflightForMultipart,
+} from './http/request-context.js';
 import type { Logger } from './logger.js';
 import { InProcessPubSub, type PubSub } from './pubsub/pubsub.js';
 import { RedisPubSub } from './pubsub/redis-pubsub.js';
 import { GuardedProcess } from './runner/guarded-process.js';
-import { localFederationLauncher } from './runner/local-federation.js';
+import { flowerJobLauncher } from './runner/local-federation.js';
+import { Deployer } from './runner/remote/deployer.js';
+import { RemoteFederations } from './runner/remote/remote-federations.js';
 import { TrainingRunner } from './runner/training-runner.js';
 import { createServices, MODELS } from './services.js';
 
@@ -65,7 +70,7 @@ async function serve(config: Config, logger: Logger, database: Database): Promis
     includeStacktraceInErrorResponses: false,
     parseOptions: { maxTokens: MAX_TOKENS },
     // Request ids are added per response by the plugin below, which knows the request.
-    formatError: (formatted) => maskError(formatted),
+    formatError: (formatted, error) => maskError(formatted, undefined, error),
     plugins: [
       ApolloServerPluginDrainHttpServer({ httpServer }),
       ApolloServerPluginLandingPageDisabled(),
@@ -79,8 +84,9 @@ async function serve(config: Config, logger: Logger, database: Database): Promis
     res.json({ status: 'ok' });
   });
   app.get('/readyz', async (_req, res) => {
-    const ready = await database.isReady();
-    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'unavailable', database: ready ? 'up' : 'down' });
+    const readiness = await database.readiness();
+    if (readiness.ready) res.json({ status: 'ready', database: 'up' });
+    else res.status(503).json({ status: 'unavailable', database: 'down', reason: readiness.reason });
   });
   app.use(graphiqlRouter());
   app.use(appArchiveRouter(services));
@@ -89,6 +95,7 @@ async function serve(config: Config, logger: Logger, database: Database): Promis
     cors({ origin: config.corsOrigins.length > 0 ? config.corsOrigins : false }),
     express.json({ limit: config.maxJsonBodyBytes, verify: rejectInvalidUtf8 }),
     requirePreflightForMultipart,
+    limitMultipartLength(config.maxUploadBytes, config.maxJsonBodyBytes),
     graphqlUploadExpress({ maxFileSize: config.maxUploadBytes, maxFiles: 1 }),
     expressMiddleware(apollo, {
       context: async ({ req }) => {
@@ -115,9 +122,19 @@ async function serve(config: Config, logger: Logger, database: Database): Promis
     httpServer.once('error', reject);
     httpServer.listen(config.port, config.host, () => resolve());
   });
+  const runnerLogger = logger.child({ component: 'runner' });
+  const federations = new RemoteFederations(services.nodes,
+    { python: config.flowerPython, dataDir: config.dataDir, fleetHost: config.fleetHost }, runnerLogger);
+  services.nodes.attachHosting(federations);
+  // Remote federations and deployments live where jobs run: an API-only instance only queues them.
+  const deployer = config.maxConcurrentJobs > 0 ? new Deployer(services.nodes, pubsub, federations, runnerLogger) : undefined;
+  if (deployer) {
+    await federations.start();
+    await deployer.start();
+  }
   const runner = new TrainingRunner(services.training, pubsub,
-    localFederationLauncher(services.training, services.apps, { ...config, python: config.flowerPython }, logger.child({ component: 'runner' })),
-    { maxConcurrentJobs: config.maxConcurrentJobs, leaseMs: config.jobLeaseSeconds * 1000 }, logger.child({ component: 'runner' }));
+    flowerJobLauncher(services.training, services.apps, { ...config, python: config.flowerPython }, federations, runnerLogger),
+    { maxConcurrentJobs: config.maxConcurrentJobs, leaseMs: config.jobLeaseSeconds * 1000 }, runnerLogger);
   await runner.start();
   const port = (httpServer.address() as AddressInfo).port;
   const url = `http://${displayHost(config.host)}:${port}/graphql`;
@@ -127,7 +144,7 @@ async function serve(config: Config, logger: Logger, database: Database): Promis
     url,
     port,
     database,
-    stop: () => (stopping ??= shutdown(httpServer, webSocket, apollo, runner, pubsub, database, logger)),
+    stop: () => (stopping ??= shutdown(httpServer, webSocket, apollo, runner, { deployer, federations }, pubsub, database, logger)),
   };
 }
 
@@ -136,6 +153,7 @@ async function shutdown(
   webSocket: { close(): Promise<void> },
   apollo: ApolloServer<Context>,
   runner: TrainingRunner,
+  remote: { deployer?: Deployer; federations: RemoteFederations },
   pubsub: PubSub,
   database: Database,
   logger: Logger,
@@ -145,6 +163,8 @@ async function shutdown(
   await apollo.stop(); // the drain plugin stops accepting, finishes requests, closes the server
   if (httpServer.listening) await new Promise<void>((resolve) => httpServer.close(() => resolve()));
   await runner.stop();
+  await remote.deployer?.stop();
+  await remote.federations.stop();
   await Promise.all([...GuardedProcess.running].map((child) => child.stop()));
   await pubsub.close();
   await database.close();
@@ -160,11 +180,7 @@ function operationPlugin(limits: QueryLimits): ApolloServerPlugin<Context> {
           assertWithinLimits({ schema, document, operationName, variables: request.variables }, limits);
         },
         async didEncounterErrors({ errors, contextValue }) {
-          for (const error of errors) {
-            if (!isExpectedError(error)) {
-              contextValue.logger.error({ err: error.originalError ?? error, path: error.path }, 'unexpected error');
-            }
-          }
+          for (const error of errors) reportError(error, contextValue.logger);
         },
         async willSendResponse({ response, contextValue }) {
           if (response.body.kind === 'single' && response.body.singleResult.errors) {
@@ -172,6 +188,11 @@ function operationPlugin(limits: QueryLimits): ApolloServerPlugin<Context> {
               ...e,
               extensions: { ...e.extensions, requestId: contextValue.requestId },
             }));
+            // The whole service is unavailable, not the request wrong: 503, and when to try again.
+            if (response.body.singleResult.errors.some((e) => e.extensions?.code === ErrorCode.DATABASE_UNAVAILABLE)) {
+              response.http.status = 503;
+              response.http.headers.set('retry-after', String(DATABASE_RETRY_AFTER_SECONDS));
+            }
           }
         },
       };

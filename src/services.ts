@@ -10,6 +10,9 @@ import { RefreshTokenModel } from './modules/auth/refresh-token.model.js';
 import { TokenService } from './modules/auth/token.service.js';
 import { TrainingConfigModel } from './modules/configs/training-config.model.js';
 import { TrainingConfigService } from './modules/configs/training-config.service.js';
+import { DeploymentLogLineModel, DeploymentModel } from './modules/nodes/deployment.model.js';
+import { NodeModel } from './modules/nodes/node.model.js';
+import { NodeService } from './modules/nodes/node.service.js';
 import { ProjectModel } from './modules/projects/project.model.js';
 import { ProjectService } from './modules/projects/project.service.js';
 import { JobLogLineModel } from './modules/training/job-log-line.model.js';
@@ -29,6 +32,7 @@ export interface Services {
   apps: AppService;
   configs: TrainingConfigService;
   training: TrainingService;
+  nodes: NodeService;
   pubsub: PubSub;
 }
 
@@ -37,14 +41,16 @@ export function createServices(config: Config, pubsub: PubSub): Services {
   const tokens = new TokenService(config.jwtSecret, config.accessTokenTtlSeconds);
   const training = new TrainingService(pubsub, config);
   const apps = new AppService({ ...DEFAULT_ARCHIVE_LIMITS, maxBytes: config.maxUploadBytes }, training);
+  const nodes = new NodeService(pubsub);
   return {
     users,
     tokens,
     auth: new AuthService(users, tokens, config.refreshTokenTtlSeconds),
-    projects: new ProjectService(apps, training),
+    projects: new ProjectService(apps, training, nodes),
     apps,
     configs: new TrainingConfigService(),
     training,
+    nodes,
     pubsub,
   };
 }
@@ -52,5 +58,5 @@ export function createServices(config: Config, pubsub: PubSub): Services {
 /** Every model whose indexes are created at start. */
 export const MODELS = [
   ClaimModel, UserModel, RefreshTokenModel, LoginFailureModel, LoginLockModel, ProjectModel, FlowerAppModel, TrainingConfigModel,
-  TrainingJobModel, RoundMetricModel, JobLogLineModel,
+  TrainingJobModel, RoundMetricModel, JobLogLineModel, NodeModel, DeploymentModel, DeploymentLogLineModel,
 ];

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import mongoose from 'mongoose';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbeddedFerretDB } from '../src/db/embedded-ferretdb.js';
@@ -166,29 +167,40 @@ describe('health and readiness', () => {
 });
 
 describe('in production, when something breaks', () => {
-  it('reports the database down on /readyz and shows clients no stack, only a code and a request id', async () => {
+  it('shows clients no stack, only a code and a request id, and reports the database down on /readyz', async () => {
     const storeDir = mkdtempSync(path.join(tmpdir(), 'pollen-doomed-db-'));
     const database = await startEmbeddedFerretDB(storeDir, pino({ level: 'silent' }));
     const production = await PollenProcess.start({
       env: { NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(40), MONGODB_URI: `${database.uri}pollen` },
     });
+    const direct = await new mongoose.mongo.MongoClient(database.uri).connect();
     try {
-      const { client } = await signUp(production);
-      await database.stop();
-
-      const ready = await fetch(`${production.origin}/readyz`);
-      expect(ready.status).toBe(503);
-      expect(await ready.json()).toMatchObject({ status: 'unavailable', database: 'down' });
-
-      const result = await client.request(MeDocument);
-      expect(errorCode(result)).toBe('INTERNAL_SERVER_ERROR');
-      expect(result.errors![0]!.message).toBe('Internal server error');
-      expect(result.errors![0]!.extensions!.requestId).toEqual(expect.any(String));
-      expect(JSON.stringify(result)).not.toMatch(/stacktrace|at .*\.js|Mongo/);
+      const { client, session } = await signUp(production);
+      // A bug's worth of bad data: a stored date that is not one.
+      await direct.db('pollen').collection('users').updateOne(
+        { _id: new mongoose.Types.ObjectId(session.user.id) }, { $set: { createdAt: 'not a date' } });
+      const broken = await client.request(MeDocument);
+      expect(errorCode(broken)).toBe('INTERNAL_SERVER_ERROR');
+      expect(broken.errors![0]!.message).toBe('Internal server error');
+      expect(broken.errors![0]!.extensions!.requestId).toEqual(expect.any(String));
+      expect(JSON.stringify(broken)).not.toMatch(/stacktrace|at .*\.js|not a date/);
       // ... while the log keeps the stack for whoever operates Pollen.
       await expect.poll(() => production.logs().some((l) => l.msg === 'unexpected error' &&
-        JSON.stringify(l.err).includes('stack') && l.requestId === result.errors![0]!.extensions!.requestId)).toBe(true);
+        JSON.stringify(l.err).includes('stack') && l.requestId === broken.errors![0]!.extensions!.requestId)).toBe(true);
+      await direct.close();
+
+      await database.stop();
+      const ready = await fetch(`${production.origin}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(await ready.json()).toMatchObject({ status: 'unavailable', database: 'down', reason: expect.any(String) });
+      const down = await client.request(MeDocument);
+      expect(down.status).toBe(503);
+      expect(errorCode(down)).toBe('DATABASE_UNAVAILABLE');
+      expect(JSON.stringify(down)).not.toMatch(/stacktrace|at .*\.js|Mongo|127\.0\.0\.1/);
+      await expect.poll(() => production.logs().some((l) => l.msg === 'database unavailable' &&
+        JSON.stringify(l.err).includes('stack') && l.requestId === down.errors![0]!.extensions!.requestId)).toBe(true);
     } finally {
+      await direct.close();
       await production.stop();
       production.removeDataDir();
       await database.stop();

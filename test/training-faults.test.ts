@@ -1,11 +1,9 @@
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
-  CreateProjectDocument, CreateTrainingConfigDocument, RoundMetricsDocument, StartTrainingDocument, TrainingJobDocument,
-  TrainingJobUpdatedDocument, UploadAppDocument,
+  CreateProjectDocument, RoundMetricsDocument, TrainingJobDocument, TrainingJobUpdatedDocument,
 } from './generated/graphql.js';
-import { zipDirectory } from './support/fixtures.js';
-import { connectWebSocket, PollenProcess, processesUnder, REPO_ROOT, signUp } from './support/testkit.js';
+import { connectWebSocket, PollenProcess, processesIn, processesUnder, queueJob, REPO_ROOT, signUp } from './support/testkit.js';
 
 const started: PollenProcess[] = [];
 afterAll(async () => {
@@ -22,28 +20,13 @@ async function pollenWithProject(env: Record<string, string>, reuse?: PollenProc
   return pollen;
 }
 
-async function queueJob(pollen: PollenProcess, token: string, projectId: string, app: string, rounds: number, runConfig?: Record<string, unknown>) {
-  const client = pollen.client(token);
-  const upload = await client.upload(UploadAppDocument, { projectId, file: null }, {
-    file: { bytes: await zipDirectory(app), filename: 'app.zip' },
-  });
-  const { createTrainingConfig } = await client.data(CreateTrainingConfigDocument, {
-    input: { projectId, name: `faults ${rounds}`, rounds, clients: 2, runConfig },
-  });
-  const { startTraining } = await client.data(StartTrainingDocument, {
-    input: { appId: upload.data!.uploadApp.id, configId: createTrainingConfig.id },
-  });
-  return startTraining.id;
-}
-
 describe('the watchdog', () => {
   it('fails a run whose SuperNodes never all connect, and tears it down', async () => {
     const pollen = await pollenWithProject({ NODE_CONNECT_TIMEOUT: '5s' });
     const { session, client } = await signUp(pollen);
     const { createProject } = await client.data(CreateProjectDocument, { input: { name: 'waiting' } });
     // The app waits for three nodes; the federation has two.
-    const jobId = await queueJob(pollen, session.accessToken, createProject.id,
-      path.join(REPO_ROOT, 'test/fixtures/apps/other-metrics-app'), 2, { 'min-nodes': 3 });
+    const jobId = await queueJob(client, createProject.id, path.join(REPO_ROOT, 'test/fixtures/apps/other-metrics-app'), 2, { 'min-nodes': 3 });
     const socket = connectWebSocket(pollen.wsUrl, session.accessToken);
     const updates = socket.subscribe(TrainingJobUpdatedDocument, { jobId });
     await updates.ended;
@@ -62,8 +45,8 @@ describe('a restart of Pollen', () => {
     const { session, client } = await signUp(first);
     const { createProject } = await client.data(CreateProjectDocument, { input: { name: 'restarts' } });
     const digits = path.join(REPO_ROOT, 'examples/digits-app');
-    const interrupted = await queueJob(first, session.accessToken, createProject.id, digits, 100);
-    const waiting = await queueJob(first, session.accessToken, createProject.id, digits, 2);
+    const interrupted = await queueJob(client, createProject.id, digits, 100);
+    const waiting = await queueJob(client, createProject.id, digits, 2);
 
     const socket = connectWebSocket(first.wsUrl, session.accessToken);
     const metrics = socket.subscribe(RoundMetricsDocument, { jobId: interrupted });
@@ -88,4 +71,51 @@ describe('a restart of Pollen', () => {
       await second.stop();
     }
   }, 300_000);
+});
+
+describe('a Flower process that dies mid-run', () => {
+  // The watchdog's bound: a run with no round finished for ROUND_TIMEOUT fails (a round takes ~15-25 s here).
+  const ROUND_TIMEOUT_SECONDS = 90;
+  const env = { ROUND_TIMEOUT: `${ROUND_TIMEOUT_SECONDS}s`, NODE_CONNECT_TIMEOUT: '30s' };
+
+  it.each([
+    { what: 'a SuperNode', command: 'flower-supernode', which: /partition-id=1\b/, label: 'SuperNode 1' },
+    { what: 'the SuperLink', command: 'flower-superlink', which: /./, label: 'SuperLink' },
+  ])('$what killed with SIGKILL fails the job with a clear reason, keeps its metrics and logs, and leaves no process',
+    async ({ command, which, label }) => {
+      const pollen = await pollenWithProject(env);
+      const { session, client } = await signUp(pollen);
+      const { createProject } = await client.data(CreateProjectDocument, { input: { name: `losing ${label}` } });
+      const jobId = await queueJob(client, createProject.id, path.join(REPO_ROOT, 'examples/digits-app'), 100);
+      const jobDir = path.join(pollen.dataDir, 'jobs', jobId);
+      const socket = connectWebSocket(pollen.wsUrl, session.accessToken);
+      try {
+        const updates = socket.subscribe(TrainingJobUpdatedDocument, { jobId });
+        const metrics = socket.subscribe(RoundMetricsDocument, { jobId });
+        await expect.poll(() => metrics.items.some((m) => m.roundMetrics.phase === 'TRAIN'), { timeout: 180_000, interval: 200 }).toBe(true);
+
+        // The Flower process itself (not the guard that runs it) dies as in a crash.
+        const victims = processesIn(jobDir)
+          .filter(({ args }) => args.includes(`/${command} `) && !args.includes('process_guard.py') && which.test(args));
+        expect(victims).toHaveLength(1);
+        const seenBefore = metrics.items.map(({ roundMetrics: { round, phase } }) => ({ round, phase }));
+        const killedAt = Date.now();
+        process.kill(victims[0]!.pid, 'SIGKILL');
+
+        await updates.ended;
+        const final = updates.items.at(-1)!.trainingJobUpdated;
+        expect(final.status).toBe('FAILED');
+        expect(final.statusReason).toMatch(new RegExp(`^The ${label} process \\(${command}\\) was killed by SIGKILL at round \\d+; ` +
+          'the run cannot go on without it\\.$'));
+        expect(Date.parse(final.finishedAt!) - killedAt).toBeLessThan((ROUND_TIMEOUT_SECONDS + 30) * 1000);
+        // Reported finished only once every process of the run is gone.
+        expect(processesUnder(jobDir)).toEqual([]);
+
+        const { trainingJob } = await client.data(TrainingJobDocument, { id: jobId });
+        expect(trainingJob!.metrics.map(({ round, phase }) => ({ round, phase }))).toEqual(expect.arrayContaining(seenBefore));
+        expect(trainingJob!.logs.length).toBeGreaterThan(0);
+      } finally {
+        await socket.client.dispose();
+      }
+    }, 300_000);
 });

@@ -22,15 +22,16 @@ const READY_TIMEOUT_MS = 30_000;
 const STOP_GRACE_MS = 5_000;
 
 /**
- * Starts FerretDB on SQLite under `storeDir`, on a free loopback port. The child keeps a pipe
- * to our process as its stdin and exits when that closes, so it dies with us even on SIGKILL.
+ * Starts FerretDB on SQLite under `storeDir`, on a free loopback port (or `options.port`). The
+ * child keeps a pipe to our process as its stdin and exits when that closes, so it dies with us
+ * even on SIGKILL.
  */
-export async function startEmbeddedFerretDB(storeDir: string, logger: Logger): Promise<EmbeddedFerretDB> {
+export async function startEmbeddedFerretDB(storeDir: string, logger: Logger, options: { port?: number } = {}): Promise<EmbeddedFerretDB> {
   const binary = ferretdbBinary();
   if (!existsSync(binary)) {
     throw new Error(`FerretDB binary not found at ${binary}: run "bash scripts/setup.sh" (npm start does this).`);
   }
-  const child = spawn(binary, ['--sqlite-dir', path.resolve(storeDir), '--listen-addr', '127.0.0.1:0', '--log-level', 'error'], {
+  const child = spawn(binary, ['--sqlite-dir', path.resolve(storeDir), '--listen-addr', `127.0.0.1:${options.port ?? 0}`, '--log-level', 'error'], {
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   const log = logger.child({ component: 'ferretdb', pid: child.pid });

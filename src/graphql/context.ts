@@ -4,6 +4,7 @@ import type { Logger } from '../logger.js';
 import type { Viewer } from '../modules/auth/token.service.js';
 import { FlowerAppModel, type FlowerApp } from '../modules/apps/flower-app.model.js';
 import { TrainingConfigModel, type TrainingConfig } from '../modules/configs/training-config.model.js';
+import { NodeModel, type Node } from '../modules/nodes/node.model.js';
 import { ProjectModel, type Project } from '../modules/projects/project.model.js';
 import { TrainingJobModel, type TrainingJob } from '../modules/training/training-job.model.js';
 import { UserModel, type User } from '../modules/users/user.model.js';
@@ -16,6 +17,7 @@ export interface Loaders {
   app: DataLoader<string, FlowerApp | null>;
   config: DataLoader<string, TrainingConfig | null>;
   job: DataLoader<string, TrainingJob | null>;
+  node: DataLoader<string, Node | null>;
 }
 
 /** What every resolver receives, on HTTP and graphql-ws alike. */
@@ -36,6 +38,7 @@ export function createContext(base: Omit<Context, 'loaders'>): Context {
       app: byIdLoader<FlowerApp>(FlowerAppModel),
       config: byIdLoader<TrainingConfig>(TrainingConfigModel),
       job: byIdLoader<TrainingJob>(TrainingJobModel),
+      node: byIdLoader<Node>(NodeModel),
     },
   };
 }

@@ -6,6 +6,7 @@ import type { PubSub } from '../pubsub/pubsub.js';
 import { AppResolver } from '../modules/apps/app.resolver.js';
 import { AuthResolver } from '../modules/auth/auth.resolver.js';
 import { TrainingConfigResolver } from '../modules/configs/training-config.resolver.js';
+import { DeploymentResolver, NodeResolver, ProjectNodesResolver } from '../modules/nodes/node.resolver.js';
 import { ProjectMemberResolver, ProjectResolver } from '../modules/projects/project.resolver.js';
 import { ProjectTrainingJobsResolver, RoundMetricResolver, TrainingJobResolver } from '../modules/training/training.resolver.js';
 import { UserResolver } from '../modules/users/user.resolver.js';
@@ -15,7 +16,7 @@ export function buildPollenSchema(pubSub: PubSub): Promise<GraphQLSchema> {
     pubSub,
     resolvers: [
       AuthResolver, UserResolver, ProjectResolver, ProjectMemberResolver, AppResolver, TrainingConfigResolver,
-      TrainingJobResolver, RoundMetricResolver, ProjectTrainingJobsResolver,
+      TrainingJobResolver, RoundMetricResolver, ProjectTrainingJobsResolver, NodeResolver, DeploymentResolver, ProjectNodesResolver,
     ],
     scalarsMap: [{ type: Date, scalar: DateTimeISOResolver }],
     // Services validate input themselves, to name each field in BAD_USER_INPUT errors.

@@ -7,7 +7,7 @@ import type { Logger } from '../logger.js';
 import { TokenService, type Viewer } from '../modules/auth/token.service.js';
 import type { Services } from '../services.js';
 import { createContext, type Context } from './context.js';
-import { isExpectedError, maskError } from './errors.js';
+import { maskError, reportError } from './errors.js';
 import { assertWithinLimits, type QueryLimits } from './limits.js';
 
 /** Close code graphql-ws uses for "Forbidden"; clients treat it as "sign in again". */
@@ -99,8 +99,6 @@ export function attachGraphQLWebSocket(options: {
 export const MAX_TOKENS = 20_000;
 
 function reportAndMask(error: GraphQLError, context: Context | undefined, logger: Logger) {
-  if (!isExpectedError(error)) {
-    (context?.logger ?? logger).error({ err: error.originalError ?? error, path: error.path }, 'unexpected error');
-  }
-  return maskError(error.toJSON(), context?.requestId);
+  reportError(error, context?.logger ?? logger);
+  return maskError(error.toJSON(), context?.requestId, error);
 }

@@ -2,6 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
 import { GraphQLError } from 'graphql';
+import { DATABASE_RETRY_AFTER_SECONDS, databaseUnavailable, ErrorCode, isDatabaseUnavailableError } from '../errors.js';
 import type { Logger } from '../logger.js';
 
 declare module 'express-serve-static-core' {
@@ -39,6 +40,13 @@ const STATUS_BY_CODE: Record<string, number> = {
  */
 export function httpErrorHandler(err: unknown, req: Request, res: Response, next: NextFunction): void {
   if (res.headersSent) return next(err);
+  if (isDatabaseUnavailableError(err)) {
+    req.log.warn({ err }, 'database unavailable');
+    res.status(503).set('retry-after', String(DATABASE_RETRY_AFTER_SECONDS)).json({ errors: [{
+      message: databaseUnavailable().message, extensions: { code: ErrorCode.DATABASE_UNAVAILABLE, requestId: req.id },
+    }] });
+    return;
+  }
   const code = err instanceof GraphQLError ? String(err.extensions.code) : undefined;
   const status = (code && STATUS_BY_CODE[code]) || httpStatusOf(err);
   if (status >= 500) req.log.error({ err }, 'unhandled request error');
@@ -65,6 +73,27 @@ export function requirePreflightForMultipart(req: Request, res: Response, next: 
     return;
   }
   next();
+}
+
+/**
+ * A multipart request that says (Content-Length) it is longer than any acceptable upload, a file
+ * of at most `maxUploadBytes` plus at most `maxFormBytes` for the rest of the form, is answered
+ * 413 before any of it is parsed or stored. A longer body without Content-Length is still cut at
+ * the file limit while it is read (uploadApp then answers INVALID_APP_ARCHIVE / TOO_LARGE).
+ */
+export function limitMultipartLength(maxUploadBytes: number, maxFormBytes: number) {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    const declared = Number(req.get('content-length'));
+    if (req.is('multipart/form-data') && declared > maxUploadBytes + maxFormBytes) {
+      const mb = (bytes: number) => `${Math.round((bytes / 1024 ** 2) * 10) / 10} MB`;
+      res.status(413).json({ errors: [{
+        message: `The request is ${mb(declared)}, more than an upload may be: files up to ${mb(maxUploadBytes)} (MAX_UPLOAD_BYTES).`,
+        extensions: { code: 'PAYLOAD_TOO_LARGE', requestId: req.id },
+      }] });
+      return;
+    }
+    next();
+  };
 }
 
 /** JSON must be UTF-8; the default parser would quietly replace invalid bytes instead. */

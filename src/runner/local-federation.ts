@@ -1,23 +1,27 @@
 import { execFile } from 'node:child_process';
 import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { constants } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { retryWhileDatabaseUnavailable } from '../db/database.js';
+import { isDatabaseUnavailableError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { DEFAULT_ARCHIVE_LIMITS, extractAppArchive, type AppArchive } from '../modules/apps/app-archive.js';
 import type { AppService } from '../modules/apps/app.service.js';
 import { FlowerAppModel, type FlowerApp } from '../modules/apps/flower-app.model.js';
 import { MetricPhase, type MetricValues } from '../modules/training/round-metric.model.js';
-import { TrainingJobStatus, type TrainingJob } from '../modules/training/training-job.model.js';
-import type { TrainingService } from '../modules/training/training.service.js';
+import { FederationKind, TrainingJobStatus, type TrainingJob } from '../modules/training/training-job.model.js';
+import { LOG_LINES_KEPT, type TrainingService } from '../modules/training/training.service.js';
 import { EventChannel, type ShimEvent } from './event-channel.js';
 import { freePort } from './free-port.js';
 import { GuardedProcess } from './guarded-process.js';
+import { flowerEnv } from './flower-env.js';
 import type { JobExecution, JobLauncher } from './training-runner.js';
 
 const run = promisify(execFile);
 const SHIM = fileURLToPath(new URL('../../src/runner/python/pollen_shim.py', import.meta.url));
-const FEDERATION = 'local';
+const LOCAL_FEDERATION = 'local';
 const READY_TIMEOUT_MS = 60_000;
 /** `flwr list` costs over a second of CPU, so it is a slow fallback to the shim's events. */
 const STATUS_POLL_MS = 5_000;
@@ -37,20 +41,31 @@ export interface LocalFederationSettings {
 }
 
 /**
- * Runs each job on a federation of its own on this host: one SuperLink and `clients` SuperNodes,
- * all on 127.0.0.1 with free ports, under DATA_DIR/jobs/<id>/. The only place that knows Flower
- * is a set of Python processes and a CLI.
+ * Runs each job under DATA_DIR/jobs/<id>/: a LOCAL job on a federation of its own on this host
+ * (one SuperLink and `clients` SuperNodes, all on 127.0.0.1 with free ports), a REMOTE job on its
+ * project's SuperLink and deployed nodes. Only src/runner/ knows that Flower is a set of Python
+ * processes and a CLI.
  */
-export function localFederationLauncher(
+export function flowerJobLauncher(
   training: TrainingService,
   apps: AppService,
   settings: LocalFederationSettings,
+  remote: RemoteSuperLinks,
   logger: Logger,
 ): JobLauncher {
-  return (job) => LocalRun.start(job, { training, apps, settings, logger: logger.child({ jobId: job._id.toHexString() }) });
+  return (job) => LocalRun.start(job, { training, apps, settings, remote, logger: logger.child({ jobId: job._id.toHexString() }) });
 }
 
-interface Deps { training: TrainingService; apps: AppService; settings: LocalFederationSettings; logger: Logger }
+/** REMOTE jobs run on their project's long-lived SuperLink (runner/remote/remote-federations.ts). */
+export interface RemoteSuperLinks {
+  superlinkFor(projectId: string): Promise<{ env: NodeJS.ProcessEnv; federation: string }>;
+  /** The project's nodes that are not ONLINE now, named with their status, for failure reasons. */
+  offlineNodeNames(projectId: string): Promise<string[]>;
+}
+
+interface Deps {
+  training: TrainingService; apps: AppService; settings: LocalFederationSettings; remote: RemoteSuperLinks; logger: Logger;
+}
 type Outcome = Awaited<JobExecution['outcome']>;
 
 class LocalRun implements JobExecution {
@@ -61,6 +76,9 @@ class LocalRun implements JobExecution {
   private channel?: EventChannel;
   private flowerRunId?: string;
   private pendingLogs: Array<{ at: Date; line: string }> = [];
+  /** The log lines being stored now, if any; one write at a time keeps them in order. */
+  private flushing?: Promise<void>;
+  private logsWaitForDatabase = false;
   private readonly recentLines: string[] = [];
   private readonly timers: NodeJS.Timeout[] = [];
   private lastProgressAt = Date.now();
@@ -69,6 +87,16 @@ class LocalRun implements JobExecution {
   private running = false;
   private stopping = false;
   private polling = false;
+  /** The highest round with metrics, for failure reasons ("at round N"). */
+  private round = 0;
+  /** Aborted when the run is stopped: writes waiting for the database give up. */
+  private readonly halt = new AbortController();
+  /** Aborted at teardown: a `flwr` command still running (a status poll) does not outlive the run. */
+  private readonly cli = new AbortController();
+  /** The SuperLink of the project, for a REMOTE job. */
+  private remoteLink?: { env: NodeJS.ProcessEnv; federation: string };
+  /** The federation name in FLWR_HOME/config.toml that `flwr` commands use. */
+  private federation = LOCAL_FEDERATION;
   /** The user's ServerApp, which the shim imports and runs. */
   private shimTarget = '';
   /** Metrics are stored and published one after another, in the order the shim sent them. */
@@ -97,19 +125,12 @@ class LocalRun implements JobExecution {
     return path.join(this.deps.settings.dataDir, 'jobs', this.id);
   }
 
+  private get isRemote(): boolean {
+    return this.job.federation === FederationKind.REMOTE;
+  }
+
   private get env(): NodeJS.ProcessEnv {
-    const bin = path.dirname(this.deps.settings.python);
-    return {
-      ...process.env,
-      // Flower calls home unless told not to; these machines (and many users') are offline.
-      FLWR_TELEMETRY_ENABLED: '0',
-      FLWR_DISABLE_UPDATE_CHECK: '1',
-      FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION: '1',
-      FLWR_HOME: path.join(this.dir, 'flwr-home'),
-      // The SuperLink and SuperNodes start flower-superexec and flwr-*app by name.
-      PATH: `${bin}${path.delimiter}${process.env.PATH ?? ''}`,
-      PYTHONUNBUFFERED: '1',
-    };
+    return this.remoteLink?.env ?? flowerEnv(this.deps.settings.python, path.join(this.dir, 'flwr-home'));
   }
 
   private async launch(): Promise<void> {
@@ -117,10 +138,24 @@ class LocalRun implements JobExecution {
     await mkdir(path.join(this.dir, 'flwr-home'), { recursive: true, mode: 0o700 });
     this.channel = await EventChannel.open((event) => this.onShimEvent(event));
     await this.prepareApp();
+    if (this.isRemote) await this.useProjectSuperLink();
+    else await this.startLocalFederation();
 
+    this.flowerRunId = await this.submit();
+    await this.deps.training.update(this.id, { flowerRunId: this.flowerRunId });
+    this.lastProgressAt = Date.now();
+    this.timers.push(setInterval(() => void this.pollStatus(), STATUS_POLL_MS));
+    this.timers.push(setInterval(() => this.checkWatchdogs(), 1_000));
+    this.timers.push(setInterval(() => {
+      if (!this.flushing) void this.flushLogs();
+    }, LOG_FLUSH_MS));
+  }
+
+  /** A SuperLink and `clients` SuperNodes of the job's own, on 127.0.0.1. */
+  private async startLocalFederation(): Promise<void> {
     const linkPort = await freePort();
     await writeFile(path.join(this.dir, 'flwr-home', 'config.toml'),
-      `[superlink]\ndefault = "${FEDERATION}"\n\n[superlink.${FEDERATION}]\naddress = "127.0.0.1:${linkPort}"\ninsecure = true\n`);
+      `[superlink]\ndefault = "${LOCAL_FEDERATION}"\n\n[superlink.${LOCAL_FEDERATION}]\naddress = "127.0.0.1:${linkPort}"\ninsecure = true\n`);
     // The shim's settings travel in the environment (SuperLink -> SuperExec -> ServerApp all inherit it),
     // so the channel's token stays on this host instead of inside the app bundle.
     this.spawn('superlink', 'flower-superlink', ['--insecure', '--host', '127.0.0.1', '--port', String(linkPort),
@@ -131,13 +166,19 @@ class LocalRun implements JobExecution {
         '--host', '127.0.0.1', '--port', String(await freePort()),
         '--node-config', `partition-id=${partition} num-partitions=${this.job.clients}`]);
     }
+  }
 
-    this.flowerRunId = await this.submit();
-    await this.deps.training.update(this.id, { flowerRunId: this.flowerRunId });
-    this.lastProgressAt = Date.now();
-    this.timers.push(setInterval(() => void this.pollStatus(), STATUS_POLL_MS));
-    this.timers.push(setInterval(() => this.checkWatchdogs(), 1_000));
-    this.timers.push(setInterval(() => void this.flushLogs(), LOG_FLUSH_MS));
+  /**
+   * The project's SuperLink runs for longer than any job and for every job of the project, so the
+   * shim's settings cannot travel in its environment: they go in pollen_shim.json inside the app.
+   * The token then also reaches the SuperNodes with the app; it only opens the event channel,
+   * which listens on this host's loopback, out of their reach.
+   */
+  private async useProjectSuperLink(): Promise<void> {
+    this.remoteLink = await this.deps.remote.superlinkFor(this.job.projectId.toHexString());
+    this.federation = this.remoteLink.federation;
+    await writeFile(path.join(this.dir, 'app', 'pollen_shim.json'),
+      JSON.stringify({ target: this.shimTarget, address: this.channel!.address, token: this.channel!.token }), { mode: 0o600 });
   }
 
   /** Unpacks the stored archive and puts the shim in front of the user's ServerApp. */
@@ -164,7 +205,11 @@ class LocalRun implements JobExecution {
     this.processes.push(child);
     void child.exited.then(({ code, signal }) => {
       if (!this.stopping && !this.settled) {
-        this.finish(TrainingJobStatus.FAILED, `The ${name} process exited unexpectedly (${signal ?? `code ${code}`}).`);
+        const label = name.replace(/^superlink/, 'SuperLink').replace(/^supernode/, 'SuperNode');
+        const reason = `The ${label} process (${command}) ${howItEnded(code, signal)} at round ${this.round}; ` +
+          'the run cannot go on without it.';
+        // A crash (an exit code) usually left a traceback worth showing; a kill left nothing of its own.
+        this.finish(TrainingJobStatus.FAILED, signal || (code ?? 0) > 128 ? reason : this.reasonWithLog(reason));
       }
     });
   }
@@ -186,7 +231,7 @@ class LocalRun implements JobExecution {
   private async submit(): Promise<string> {
     const overrides = Object.entries(JSON.parse(this.job.runConfigJson) as Record<string, unknown>)
       .flatMap(([key, value]) => ['--run-config', `${key}=${tomlValue(value)}`]);
-    const { stdout } = await this.flwr(['run', path.join(this.dir, 'app'), FEDERATION, ...overrides, '--format', 'json']);
+    const { stdout } = await this.flwr(['run', path.join(this.dir, 'app'), this.federation, ...overrides, '--format', 'json']);
     const answer = JSON.parse(stdout) as { success?: boolean; 'run-id'?: number | string; 'error-message'?: string };
     if (!answer.success || answer['run-id'] === undefined) {
       throw new Error(`Flower refused the run: ${answer['error-message'] ?? stdout.trim()}`);
@@ -196,7 +241,7 @@ class LocalRun implements JobExecution {
 
   private flwr(args: string[]) {
     return run(path.join(path.dirname(this.deps.settings.python), 'flwr'), args, {
-      env: this.env, cwd: this.dir, timeout: 60_000, maxBuffer: 16 * 1024 * 1024,
+      env: this.env, cwd: this.dir, timeout: 60_000, maxBuffer: 16 * 1024 * 1024, signal: this.cli.signal,
     });
   }
 
@@ -236,13 +281,21 @@ class LocalRun implements JobExecution {
       case 'round':
         this.lastProgressAt = Date.now();
         break;
-      case 'metric':
+      case 'metric': {
         this.lastProgressAt = Date.now();
         this.waitingForNodesSince = undefined;
+        this.round = Math.max(this.round, event.round);
+        const record = () => this.deps.training.recordMetric(this.job, event.round, event.phase as MetricPhase, jsonValues(event.values), at);
+        // A metric is kept through a database outage: stored (in order) once the database is back.
         this.recording = this.recording
-          .then(() => this.deps.training.recordMetric(this.job, event.round, event.phase as MetricPhase, jsonValues(event.values), at))
+          .then(() => retryWhileDatabaseUnavailable(record, {
+            signal: this.halt.signal,
+            onUnavailable: (error) => this.deps.logger.warn({ err: error, round: event.round, phase: event.phase },
+              'database unavailable: will store the round metric once it is back'),
+          }))
           .catch((error) => this.deps.logger.error({ err: error }, 'could not record a metric'));
         break;
+      }
       case 'log':
         this.onServerAppLine(event.line.replace(ANSI, ''), at);
         break;
@@ -267,7 +320,12 @@ class LocalRun implements JobExecution {
   private async markRunning(): Promise<void> {
     if (this.running || this.settled) return;
     this.running = true;
-    await this.deps.training.update(this.id, { status: TrainingJobStatus.RUNNING });
+    try {
+      await this.deps.training.update(this.id, { status: TrainingJobStatus.RUNNING });
+    } catch (error) {
+      this.running = false; // Flower's next status poll tries again
+      this.deps.logger.warn({ err: error }, 'could not mark the job RUNNING');
+    }
   }
 
   private checkWatchdogs(): void {
@@ -291,37 +349,68 @@ class LocalRun implements JobExecution {
   /** Cancel and shutdown: stop the run in Flower, then tear everything down. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.halt.abort();
     await this.stopInFlower();
     await this.teardown();
     await this.recording;
-    await this.flushLogs();
+    await this.flushAllLogs();
   }
 
   private async stopInFlower(): Promise<void> {
     if (!this.flowerRunId) return;
-    await this.flwr(['stop', this.flowerRunId, FEDERATION, '--format', 'json'])
+    await this.flwr(['stop', this.flowerRunId, this.federation, '--format', 'json'])
       .catch((error) => this.deps.logger.warn({ err: error }, 'flwr stop failed; tearing down anyway'));
   }
 
   private finish(status: Outcome['status'], reason: string | null): void {
     if (this.settled) return;
     this.settled = true;
-    // Every metric and log line is stored before the job is reported finished.
-    void this.recording.then(() => this.flushLogs()).finally(() => this.teardown()).finally(() => this.settle({ status, reason }));
+    // No process outlives the run, and every metric and log line is stored (waiting out a database
+    // outage if need be) before the job is reported finished.
+    void this.teardown().finally(() => this.recording).then(() => this.flushAllLogs())
+      .then(() => this.withOfflineNodes(status, reason), () => reason)
+      .then((final) => this.settle({ status, reason: final }));
+  }
+
+  /** A REMOTE run that failed names the project's nodes that are not ONLINE: the usual cause. */
+  private async withOfflineNodes(status: Outcome['status'], reason: string | null): Promise<string | null> {
+    if (!this.isRemote || status !== TrainingJobStatus.FAILED) return reason;
+    const offline = await this.deps.remote.offlineNodeNames(this.job.projectId.toHexString()).catch(() => []);
+    return offline.length === 0 ? reason : `${reason ?? 'The run failed.'} Nodes not ONLINE: ${offline.join(', ')}.`;
   }
 
   private async teardown(): Promise<void> {
     for (const timer of this.timers) clearInterval(timer);
+    this.cli.abort();
     await Promise.all(this.processes.map((child) => child.stop()));
     await this.channel?.close();
   }
 
+  /** Stores the pending log lines; while the database is unavailable they wait for the next flush. */
   private async flushLogs(): Promise<void> {
+    while (this.flushing) await this.flushing;
     const lines = this.pendingLogs;
     if (lines.length === 0) return;
     this.pendingLogs = [];
-    await this.deps.training.appendLogs(this.id, lines)
-      .catch((error) => this.deps.logger.error({ err: error }, 'could not store log lines'));
+    this.flushing = this.deps.training.appendLogs(this.id, lines).then(() => {
+      if (this.logsWaitForDatabase) this.deps.logger.info({ lines: lines.length }, 'stored the log lines that waited for the database');
+      this.logsWaitForDatabase = false;
+    }, (error) => {
+      if (!isDatabaseUnavailableError(error)) return this.deps.logger.error({ err: error }, 'could not store log lines');
+      if (!this.logsWaitForDatabase) this.deps.logger.warn({ err: error }, 'database unavailable: log lines wait until it is back');
+      this.logsWaitForDatabase = true;
+      this.pendingLogs = [...lines, ...this.pendingLogs].slice(-LOG_LINES_KEPT);
+    }).finally(() => (this.flushing = undefined));
+    await this.flushing;
+  }
+
+  /** Stores every pending log line, retrying while the database is unavailable (until the run is stopped). */
+  private async flushAllLogs(): Promise<void> {
+    await this.flushLogs();
+    while (this.pendingLogs.length > 0 && !this.halt.signal.aborted) {
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      await this.flushLogs();
+    }
   }
 
   /** Keeps the last meaningful lines for a failure reason. */
@@ -336,6 +425,18 @@ class LocalRun implements JobExecution {
     const tail = (meaningful.length > 0 ? meaningful : this.recentLines).slice(-REASON_LOG_LINES);
     return tail.length > 0 ? `${reason} Last log lines:\n${tail.join('\n')}` : reason;
   }
+}
+
+/**
+ * How a guarded process ended, in words. The guard exits with 128 + N when the process it ran died
+ * of signal N (as shells report it), and is itself only ended by a signal when something killed it.
+ */
+export function howItEnded(code: number | null, signal: NodeJS.Signals | null): string {
+  if (signal) return `was killed by ${signal}`;
+  const bySignal = code !== null && code > 128
+    ? Object.entries(constants.signals).find(([, number]) => number === code - 128)?.[0]
+    : undefined;
+  return bySignal ? `was killed by ${bySignal}` : `exited with code ${code}`;
 }
 
 /** What extractAppArchive needs to know of a stored app (it checks the bytes again itself). */

@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { ClaimModel } from '../db/claims.js';
+import { retryWhileDatabaseUnavailable } from '../db/database.js';
+import { isDatabaseUnavailableError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { isFinished, TrainingJobModel, TrainingJobStatus, type TrainingJob } from '../modules/training/training-job.model.js';
-import { claimStart, runnerWakeUps, type TrainingService } from '../modules/training/training.service.js';
+import { claimStart, remoteWaitReason, runnerWakeUps, type TrainingService } from '../modules/training/training.service.js';
 import type { PubSub } from '../pubsub/pubsub.js';
 
 /** A Flower run that a launcher started for a job. */
@@ -17,8 +19,8 @@ export type JobLauncher = (job: TrainingJob) => Promise<JobExecution>;
 
 interface ActiveJob {
   launching: Promise<JobExecution>;
-  /** Set once the job is being ended by this runner (cancel or shutdown). */
-  stopping?: string;
+  /** Set once the job is being ended: by this runner (cancel or shutdown), or by itself. */
+  stopping?: 'cancel' | 'Pollen shut down' | 'finished';
 }
 
 export interface RunnerSettings { maxConcurrentJobs: number; leaseMs?: number; pollMs?: number }
@@ -38,6 +40,10 @@ export class TrainingRunner {
   private wakeUps?: AsyncIterableIterator<{ cancelJobId?: string }>;
   private filling = false;
   private stopped = false;
+  /** Aborted at stop: writes waiting for the database give up. */
+  private readonly halt = new AbortController();
+  /** Set during a database outage, which is logged once rather than at every tick of every timer. */
+  private databaseDown = false;
 
   constructor(
     private readonly training: TrainingService,
@@ -64,6 +70,7 @@ export class TrainingRunner {
   /** Stops taking work and ends every running job (FAILED: a run cannot outlive its runner). */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.halt.abort();
     for (const timer of this.timers) clearInterval(timer);
     await this.wakeUps?.return?.();
     await Promise.all([...this.active.keys()].map((id) => this.end(id, 'Pollen shut down')));
@@ -86,7 +93,7 @@ export class TrainingRunner {
         await this.run(next);
       }
     } catch (error) {
-      this.logger.error({ err: error }, 'could not take queued jobs');
+      this.noteFailure(error, () => this.logger.error({ err: error }, 'could not take queued jobs'));
     } finally {
       this.filling = false;
     }
@@ -96,6 +103,7 @@ export class TrainingRunner {
     const queued = await TrainingJobModel.find({ status: TrainingJobStatus.QUEUED }).sort({ createdAt: 1, _id: 1 }).limit(20)
       .lean<TrainingJob[]>().exec();
     for (const job of queued) {
+      if (await remoteWaitReason(job)) continue;
       if (await claimStart(job)) return job;
     }
     return undefined;
@@ -103,10 +111,11 @@ export class TrainingRunner {
 
   private async run(queued: TrainingJob): Promise<void> {
     const id = queued._id.toHexString();
-    const job = await this.training.update(id, {
+    // Claimed: from here on only this runner can start the job, so the write waits out an outage.
+    const job = await this.durably(id, 'mark the claimed job STARTING', () => this.training.update(id, {
       status: TrainingJobStatus.STARTING, startedAt: new Date(),
       lease: { owner: this.instanceId, expiresAt: new Date(Date.now() + this.leaseMs) },
-    });
+    }));
     const entry: ActiveJob = { launching: this.launch(job) };
     this.active.set(id, entry);
     this.logger.info({ jobId: id }, 'training job claimed');
@@ -117,16 +126,48 @@ export class TrainingRunner {
       if (entry.stopping) return; // end() finishes it
       this.active.delete(id);
       this.logger.warn({ err: error, jobId: id }, 'training job could not start');
-      await this.training.finish(id, TrainingJobStatus.FAILED, `Could not start: ${(error as Error).message}`);
+      await this.finishDurably(id, TrainingJobStatus.FAILED, `Could not start: ${(error as Error).message}`);
       return;
     }
     void execution.outcome.then(async ({ status, reason }) => {
       if (entry.stopping || !this.active.has(id)) return;
+      // Still ours until its outcome is stored, which may have to wait for the database.
+      entry.stopping = 'finished';
+      await this.finishDurably(id, status, reason);
       this.active.delete(id);
       this.training.forgetLogSequence(id);
-      await this.training.finish(id, status, reason);
       void this.fillSlots();
     });
+  }
+
+  /** Logs a failed periodic task: a database outage once (the timers try again), anything else each time. */
+  private noteFailure(error: unknown, log: () => void): void {
+    if (!isDatabaseUnavailableError(error)) return log();
+    if (!this.databaseDown) this.logger.warn({ err: error }, 'database unavailable: the runner keeps its jobs and tries again');
+    this.databaseDown = true;
+  }
+
+  private noteSuccess(): void {
+    if (!this.databaseDown) return;
+    this.databaseDown = false;
+    this.logger.info('database back: the runner carries on');
+  }
+
+  /** Runs a write that must not be lost, again and again while the database is unavailable (until stop). */
+  private durably<T>(jobId: string, what: string, work: () => Promise<T>): Promise<T> {
+    return retryWhileDatabaseUnavailable(work, {
+      signal: this.halt.signal,
+      onUnavailable: (error) => this.logger.warn({ err: error, jobId }, `database unavailable: will ${what} once it is back`),
+    });
+  }
+
+  /** Stores how a job ended; never rejects (a job left unfinished is failed by reconcile after its lease). */
+  private async finishDurably(id: string, status: TrainingJobStatus, reason: string | null): Promise<void> {
+    try {
+      await this.durably(id, `record that the job ended ${status}`, () => this.training.finish(id, status, reason));
+    } catch (error) {
+      this.logger.error({ err: error, jobId: id, status, reason }, 'could not record how a training job ended');
+    }
   }
 
   /** Stops a job this runner holds, because it was cancelled or because Pollen stops. */
@@ -137,15 +178,19 @@ export class TrainingRunner {
     // A job still starting is stopped once its processes exist.
     const execution = await entry.launching.catch(() => undefined);
     await execution?.stop();
+    let round: number | null | undefined;
+    try {
+      round = (await this.durably(id, 'read the job', () => this.training.get(id)))?.currentRound;
+    } catch (error) {
+      this.logger.warn({ err: error, jobId: id }, 'could not read the round a job ended at');
+    }
+    if (why === 'cancel') {
+      await this.finishDurably(id, TrainingJobStatus.CANCELLED, `Cancelled at round ${round ?? 0}.`);
+    } else {
+      await this.finishDurably(id, TrainingJobStatus.FAILED, `Interrupted at round ${round ?? 0}: Pollen shut down.`);
+    }
     this.active.delete(id);
     this.training.forgetLogSequence(id);
-    const current = await this.training.get(id);
-    const round = current?.currentRound ?? 0;
-    if (why === 'cancel') {
-      await this.training.finish(id, TrainingJobStatus.CANCELLED, `Cancelled at round ${round}.`);
-    } else {
-      await this.training.finish(id, TrainingJobStatus.FAILED, `Interrupted at round ${round}: Pollen shut down.`);
-    }
   }
 
   private async renewLeases(): Promise<void> {
@@ -157,8 +202,9 @@ export class TrainingRunner {
         // A cancel published on another instance reaches this one through the database too.
         const job = await TrainingJobModel.findById(id, { cancelRequestedAt: 1 }).lean<TrainingJob>().exec();
         if (job?.cancelRequestedAt) void this.end(id, 'cancel');
+        this.noteSuccess();
       } catch (error) {
-        this.logger.warn({ err: error, jobId: id }, 'could not renew lease');
+        this.noteFailure(error, () => this.logger.warn({ err: error, jobId: id }, 'could not renew lease'));
       }
     }
   }
@@ -180,8 +226,9 @@ export class TrainingRunner {
           `Interrupted by a restart at round ${job.currentRound ?? 0}: the Pollen instance running it stopped.`);
       }
       await this.reconcileClaimedButQueued(now);
+      this.noteSuccess();
     } catch (error) {
-      this.logger.warn({ err: error }, 'could not reconcile training jobs');
+      this.noteFailure(error, () => this.logger.warn({ err: error }, 'could not reconcile training jobs'));
     }
   }
 

@@ -1,15 +1,19 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { print, type GraphQLFormattedError } from 'graphql';
+import { pino } from 'pino';
 import { createClient, type Client } from 'graphql-ws';
+import mongoose from 'mongoose';
 import { inject } from 'vitest';
 import WebSocket from 'ws';
+import { startEmbeddedFerretDB, type EmbeddedFerretDB } from '../../src/db/embedded-ferretdb.js';
+import { zipDirectory } from './fixtures.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const MAIN = path.join(REPO_ROOT, 'dist/main.js');
@@ -115,6 +119,25 @@ export class PollenProcess {
   removeDataDir(): void {
     rmSync(this.dataDir, { recursive: true, force: true });
   }
+
+  /** How many documents each collection of this instance's database holds, read directly. */
+  async documentCounts<C extends string>(...collections: C[]): Promise<Record<C, number>> {
+    if (this.database === false) throw new Error('documentCounts needs a test database (not embedded mode)');
+    const client = await new mongoose.mongo.MongoClient(inject('mongoUri')).connect();
+    try {
+      const db = client.db(this.database);
+      return Object.fromEntries(await Promise.all(collections.map(async (name) => [name, await db.collection(name).countDocuments()]))) as Record<C, number>;
+    } finally {
+      await client.close();
+    }
+  }
+
+  /** The process's resident set size (VmRSS), in bytes. */
+  rssBytes(): number {
+    const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${this.pid}/status`, 'utf8'));
+    if (!match) throw new Error(`no VmRSS for pid ${this.pid}`);
+    return Number(match[1]) * 1024;
+  }
 }
 
 export interface GraphQLResponse<R> {
@@ -165,6 +188,15 @@ export class GraphQLClient {
     variables: V,
     files: Record<string, { bytes: Buffer; filename: string }>,
   ): Promise<GraphQLResponse<R>> {
+    return this.send(await this.prepareUpload(document, variables, files));
+  }
+
+  /** The request upload() sends, encoded now to be sent later, from this process or another. */
+  async prepareUpload<R, V>(
+    document: TypedDocumentNode<R, V>,
+    variables: V,
+    files: Record<string, { bytes: Buffer; filename: string }>,
+  ): Promise<PreparedRequest<R>> {
     const form = new FormData();
     const names = Object.keys(files);
     form.set('operations', JSON.stringify({
@@ -173,11 +205,20 @@ export class GraphQLClient {
     }));
     form.set('map', JSON.stringify(Object.fromEntries(names.map((name, i) => [String(i), [`variables.${name}`]]))));
     names.forEach((name, i) => form.set(String(i), new Blob([new Uint8Array(files[name]!.bytes)]), files[name]!.filename));
-    const response = await fetch(this.url, {
-      method: 'POST',
-      headers: { 'apollo-require-preflight': 'true', ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) },
-      body: form,
-    });
+    const encoded = new Response(form);
+    return {
+      url: this.url,
+      headers: {
+        'content-type': encoded.headers.get('content-type')!,
+        'apollo-require-preflight': 'true',
+        ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+      },
+      body: new Uint8Array(await encoded.arrayBuffer()),
+    };
+  }
+
+  async send<R>(request: PreparedRequest<R>): Promise<GraphQLResponse<R>> {
+    const response = await fetch(request.url, { method: 'POST', headers: request.headers, body: request.body });
     return { status: response.status, headers: response.headers, ...(await response.json()) };
   }
 
@@ -191,6 +232,68 @@ export class GraphQLClient {
       throw new Error(`GraphQL errors: ${JSON.stringify(result.errors)}`);
     }
     return result.data;
+  }
+}
+
+/** An HTTP POST ready to send; `R` is the GraphQL result it answers with. */
+export interface PreparedRequest<R> {
+  url: string;
+  headers: Record<string, string>;
+  body: Uint8Array<ArrayBuffer>;
+  /** Only carries the result type. */
+  readonly result?: R;
+}
+
+/** What sendFromAnotherProcess saw of one response. */
+export interface SentRequest<R> {
+  status: number;
+  /** From sending the request to reading the whole answer. */
+  ms: number;
+  data?: R | null;
+  errors?: GraphQLFormattedError[];
+}
+
+const SENDER = `
+import { readFileSync } from 'node:fs';
+const requests = JSON.parse(readFileSync(process.argv[1], 'utf8'));
+const bodies = new Map(requests.map(({ bodyFile }) => [bodyFile, readFileSync(bodyFile)]));
+const answers = await Promise.all(requests.map(async ({ url, headers, bodyFile }) => {
+  const started = performance.now();
+  const response = await fetch(url, { method: 'POST', headers, body: bodies.get(bodyFile) });
+  const text = await response.text();
+  return { status: response.status, ms: performance.now() - started, ...JSON.parse(text) };
+}));
+process.stdout.write(JSON.stringify(answers));
+`;
+
+/**
+ * Sends requests all at once from a separate Node process, as other clients would: this process
+ * stays free to measure what its own requests meet meanwhile. Answers come back in order.
+ */
+export async function sendFromAnotherProcess<R>(requests: ReadonlyArray<PreparedRequest<R>>): Promise<Array<SentRequest<R>>> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pollen-test-sender-'));
+  try {
+    const bodyFiles = new Map<Uint8Array, string>();
+    const manifest = requests.map(({ url, headers, body }) => {
+      if (!bodyFiles.has(body)) {
+        bodyFiles.set(body, path.join(dir, `${bodyFiles.size}.body`));
+        writeFileSync(bodyFiles.get(body)!, body);
+      }
+      return { url, headers, bodyFile: bodyFiles.get(body) };
+    });
+    writeFileSync(path.join(dir, 'requests.json'), JSON.stringify(manifest));
+    const child = spawn(process.execPath, ['--input-type=module', '-e', SENDER, path.join(dir, 'requests.json')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    running.add(child);
+    const output: Buffer[] = [];
+    const errors: Buffer[] = [];
+    child.stdout!.on('data', (chunk: Buffer) => output.push(chunk));
+    child.stderr!.on('data', (chunk: Buffer) => errors.push(chunk));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    running.delete(child);
+    if (code !== 0) throw new Error(`The sender process failed (exit ${code}): ${Buffer.concat(errors).toString()}`);
+    return JSON.parse(Buffer.concat(output).toString()) as Array<SentRequest<R>>;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -275,9 +378,105 @@ export async function signUp(pollen: PollenProcess, name = `user_${randomUUID().
   return { session: register, password: STRONG_PASSWORD, client: pollen.client(register.accessToken) };
 }
 
-/** Command lines of running processes that mention `dir` (Flower processes of a job live there). */
+/** Running processes that mention `dir` on their command line or run in it: "PID ARGS" lines. */
 export function processesUnder(dir: string): string[] {
+  return processesIn(dir).map(({ pid, args }) => `${pid} ${args}`);
+}
+
+/**
+ * Running processes that mention `dir` on their command line or whose working directory is in it
+ * (a job's Flower processes all run in DATA_DIR/jobs/<jobId>, and not all of them name it).
+ */
+export function processesIn(dir: string): Array<{ pid: number; args: string }> {
   return execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' })
     .split('\n')
-    .filter((line) => line.includes(dir) && !line.includes('ps -eo'));
+    .flatMap((line) => {
+      const match = /^\s*(\d+) (.*)$/.exec(line);
+      return match && !match[2]!.startsWith('ps -eo') ? [{ pid: Number(match[1]), args: match[2]! }] : [];
+    })
+    .filter(({ pid, args }) => args.includes(dir) || workingDirectoryOf(pid)?.startsWith(dir));
+}
+
+function workingDirectoryOf(pid: number): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/cwd`);
+  } catch {
+    return undefined; // gone, or not ours to read
+  }
+}
+
+/** The p-th percentile (0–100) of some numbers, nearest rank. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+/** Runs `work` and returns its result with how long it took, in milliseconds. */
+export async function timed<T>(work: () => Promise<T>): Promise<{ result: T; ms: number }> {
+  const started = performance.now();
+  const result = await work();
+  return { result, ms: performance.now() - started };
+}
+
+/** Uploads an app folder, saves a config and starts training it; returns the queued job's id. */
+export async function queueJob(
+  client: GraphQLClient, projectId: string, appDir: string, rounds: number, runConfig?: Record<string, unknown>,
+): Promise<string> {
+  const { CreateTrainingConfigDocument, StartTrainingDocument, UploadAppDocument } = await import('../generated/graphql.js');
+  const upload = await client.upload(UploadAppDocument, { projectId, file: null }, {
+    file: { bytes: await zipDirectory(appDir), filename: `${path.basename(appDir)}.zip` },
+  });
+  if (upload.errors || !upload.data) throw new Error(`upload failed: ${JSON.stringify(upload.errors)}`);
+  const { createTrainingConfig } = await client.data(CreateTrainingConfigDocument, {
+    input: { projectId, name: `${rounds} rounds`, rounds, clients: 2, runConfig },
+  });
+  const { startTraining } = await client.data(StartTrainingDocument, {
+    input: { appId: upload.data.uploadApp.id, configId: createTrainingConfig.id },
+  });
+  return startTraining.id;
+}
+
+/**
+ * A FerretDB of a test's own (not the run's shared one), which the test may stop and start again
+ * on the same port and the same SQLite store, as an operator restarting the database would.
+ */
+export class OwnFerretDB {
+  private constructor(readonly storeDir: string, readonly port: number, private server: EmbeddedFerretDB | undefined) {}
+
+  static async start(): Promise<OwnFerretDB> {
+    const storeDir = mkdtempSync(path.join(tmpdir(), 'pollen-test-own-db-'));
+    try {
+      const server = await startEmbeddedFerretDB(storeDir, pino({ level: 'silent' }));
+      return new OwnFerretDB(storeDir, Number(new URL(server.uri).port), server);
+    } catch (error) {
+      rmSync(storeDir, { recursive: true, force: true });
+      throw error;
+    }
+  }
+
+  /** mongodb://127.0.0.1:PORT/ (the same across restarts). */
+  get uri(): string {
+    return `mongodb://127.0.0.1:${this.port}/`;
+  }
+
+  get pid(): number | undefined {
+    return this.server?.pid;
+  }
+
+  async stop(): Promise<void> {
+    await this.server?.stop();
+    this.server = undefined;
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    this.server = await startEmbeddedFerretDB(this.storeDir, pino({ level: 'silent' }), { port: this.port });
+  }
+
+  /** Stops it and deletes its store. */
+  async remove(): Promise<void> {
+    await this.stop();
+    rmSync(this.storeDir, { recursive: true, force: true });
+  }
 }

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import type { Readable } from 'node:stream';
 import type { FileUpload } from 'graphql-upload-ts';
 import mongoose, { Types } from 'mongoose';
@@ -9,6 +10,38 @@ import { FlowerAppModel, type FlowerApp } from './flower-app.model.js';
 
 const BUCKET_NAME = 'app_archives';
 
+/** Runs at most `limit` tasks at once; the others wait in line, first come, first served. */
+class Slots {
+  private free: number;
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(limit: number) {
+    this.free = limit;
+  }
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    try {
+      return await task();
+    } finally {
+      // The slot goes straight to the next in line, if any.
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.free++;
+    }
+  }
+}
+
+/**
+ * Uploads read into memory and checked at once, per process. Checking can cost up to
+ * maxUncompressedBytes of inflating (zlib in the thread pool, CRC-32 on the main thread) and holds
+ * up to maxBytes in memory; 50 concurrent zip-bomb uploads checked all at once kept every core busy,
+ * and other clients' requests waited behind them. Half the cores check uploads and the other half
+ * keep serving; the uploads waiting their turn stay in their temporary files.
+ */
+const checking = new Slots(Math.max(1, Math.floor(availableParallelism() / 2)));
+
 export class AppService {
   constructor(private readonly limits: ArchiveLimits, private readonly training: TrainingService) {}
 
@@ -17,8 +50,10 @@ export class AppService {
    * project again return the app that already holds them.
    */
   async upload(projectId: Types.ObjectId, uploaderId: string, upload: Promise<FileUpload>): Promise<FlowerApp> {
-    const bytes = await this.readUpload(upload);
-    const archive = await readAppArchive(bytes, this.limits);
+    const { bytes, archive } = await checking.run(async () => {
+      const bytes = await this.readUpload(upload);
+      return { bytes, archive: await readAppArchive(bytes, this.limits) };
+    });
     const existing = await FlowerAppModel.findOne({ projectId, sha256: archive.sha256 }).lean<FlowerApp>().exec();
     if (existing && !existing.deletedAt) return existing;
 

@@ -12,6 +12,7 @@ const REQUIRED_ROLE = {
   createConfig: ProjectRole.EDITOR,
   startTraining: ProjectRole.EDITOR,
   cancelTraining: ProjectRole.EDITOR,
+  manageNodes: ProjectRole.EDITOR,
   updateProject: ProjectRole.OWNER,
   deleteProject: ProjectRole.OWNER,
   manageMembers: ProjectRole.OWNER,

@@ -5,6 +5,7 @@ import { badUserInput, conflict, notFound } from '../../errors.js';
 import { findPage, type Page, type PageArgs } from '../../graphql/connection.js';
 import type { AppService } from '../apps/app.service.js';
 import { TrainingConfigModel } from '../configs/training-config.model.js';
+import type { NodeService } from '../nodes/node.service.js';
 import type { TrainingService } from '../training/training.service.js';
 import { UserModel } from '../users/user.model.js';
 import { ProjectModel, ProjectRole, type Project, type ProjectMember } from './project.model.js';
@@ -17,7 +18,7 @@ const RETRY_DELAY_MS = 25;
 const STALE_CLAIM_MS = 30_000;
 
 export class ProjectService {
-  constructor(private readonly apps: AppService, private readonly training: TrainingService) {}
+  constructor(private readonly apps: AppService, private readonly training: TrainingService, private readonly nodes: NodeService) {}
 
   async create(ownerId: string, input: { name: string; description?: string | null }): Promise<Project> {
     const name = checkedName(input.name);
@@ -47,6 +48,8 @@ export class ProjectService {
     if (await this.training.hasUnfinishedJobs({ projectId: project._id })) {
       throw conflict('This project has training jobs that have not finished: cancel them or let them finish first.');
     }
+    // Its SuperNodes leave their hosts (and its SuperLink stops) before the records go.
+    await this.nodes.removeAllInProject(project._id);
     await ProjectModel.deleteOne({ _id: project._id }).exec();
     await this.apps.deleteAllInProject(project._id);
     await TrainingConfigModel.deleteMany({ projectId: project._id }).exec();

@@ -5,6 +5,7 @@ import { findPage, type Page, type PageArgs } from '../../graphql/connection.js'
 import { topic, type PubSub, type Subscription } from '../../pubsub/pubsub.js';
 import type { FlowerApp } from '../apps/flower-app.model.js';
 import type { TrainingConfig } from '../configs/training-config.model.js';
+import { NodeModel, NodeStatus } from '../nodes/node.model.js';
 import { JobLogLineModel, type JobLogLine } from './job-log-line.model.js';
 import { MetricPhase, RoundMetricModel, type MetricValues, type RoundMetric } from './round-metric.model.js';
 import { runConfigFor } from './run-config.js';
@@ -39,9 +40,15 @@ export class TrainingService {
       throw badUserInput([{ field: 'configId', message: 'belongs to another project than the app' }]);
     }
     if (federation === FederationKind.REMOTE) {
-      throw badUserInput([{ field: 'federation', message: 'REMOTE federations are not available yet: use LOCAL' }]);
-    }
-    if (config.clients > this.limits.maxLocalSupernodes) {
+      const registered = await NodeModel.countDocuments({ projectId: app.projectId }).exec();
+      if (registered < config.clients) {
+        throw badUserInput([{
+          field: 'configId',
+          message: `needs ${config.clients} SuperNodes, but the project has ${registered} node${registered === 1 ? '' : 's'}: ` +
+            'register and deploy more, or use a config with fewer clients',
+        }]);
+      }
+    } else if (config.clients > this.limits.maxLocalSupernodes) {
       throw badUserInput([{
         field: 'configId',
         message: `needs ${config.clients} SuperNodes, more than the ${this.limits.maxLocalSupernodes} a LOCAL federation may ` +
@@ -95,16 +102,18 @@ export class TrainingService {
     return this.update(jobId, { status, statusReason, finishedAt: new Date(), lease: null });
   }
 
-  /** Stores one round's metrics once (a repeated event changes nothing), then publishes them. */
+  /**
+   * Stores one round's metrics once, then publishes them. Safe to repeat: a repeated event (or a
+   * retry after an outage) stores and publishes nothing again, but still brings currentRound up.
+   */
   async recordMetric(job: TrainingJob, round: number, phase: MetricPhase, values: MetricValues, recordedAt: Date): Promise<void> {
-    let metric: RoundMetric;
+    let metric: RoundMetric | undefined;
     try {
       metric = (await RoundMetricModel.create({ jobId: job._id, round, phase, valuesJson: JSON.stringify(values), recordedAt })).toObject();
     } catch (error) {
-      if (isDuplicateKeyError(error)) return;
-      throw error;
+      if (!isDuplicateKeyError(error)) throw error;
     }
-    this.pubsub.publish(jobEvents(job._id.toHexString()), { type: 'metric', metric });
+    if (metric) this.pubsub.publish(jobEvents(job._id.toHexString()), { type: 'metric', metric });
     const current = await TrainingJobModel.findById(job._id, { currentRound: 1 }).lean<TrainingJob>().exec();
     if (round > (current?.currentRound ?? -1)) await this.update(job._id.toHexString(), { currentRound: round });
   }
@@ -156,6 +165,8 @@ export class TrainingService {
 
   /** Why a queued job waits, and its place in line, as of now. */
   async queuedReason(job: TrainingJob): Promise<string> {
+    const remoteWait = await remoteWaitReason(job);
+    if (remoteWait) return remoteWait;
     const [ahead, running] = await Promise.all([
       TrainingJobModel.countDocuments({
         status: TrainingJobStatus.QUEUED,
@@ -206,4 +217,19 @@ export class TrainingService {
 /** Exactly one of a runner and a cancel request gets a queued job (see db/claims.ts). */
 export function claimStart(job: TrainingJob): Promise<boolean> {
   return claim(`training-job-start:${job._id.toHexString()}`, job.projectId.toHexString());
+}
+
+/**
+ * Why a REMOTE job cannot start yet, or null when it can: it needs `clients` ONLINE nodes, and
+ * the project's SuperLink runs one job at a time (they would compete for the same nodes).
+ */
+export async function remoteWaitReason(job: TrainingJob): Promise<string | null> {
+  if (job.federation !== FederationKind.REMOTE) return null;
+  const online = await NodeModel.countDocuments({ projectId: job.projectId, status: NodeStatus.ONLINE }).exec();
+  if (online < job.clients) return `Waiting for ${job.clients} nodes, ${online} online.`;
+  const busy = await TrainingJobModel.exists({
+    projectId: job.projectId, federation: FederationKind.REMOTE, _id: { $ne: job._id },
+    status: { $in: [TrainingJobStatus.STARTING, TrainingJobStatus.RUNNING] },
+  });
+  return busy ? "Waiting for the project's running REMOTE job to finish: its nodes train one job at a time." : null;
 }

@@ -1,0 +1,42 @@
+import type { Services } from '../../services.js';
+import { deploymentFinished, type Deployment, type DeploymentLogLine } from './deployment.model.js';
+import type { Node } from './node.model.js';
+import { deploymentEvents, nodeEvents } from './node.service.js';
+
+// Every stream subscribes before it reads, so nothing published in between is missed.
+
+/** Every status change of a project's nodes, for as long as the subscriber stays. */
+export async function* nodeStatusStream(services: Services, projectId: string): AsyncGenerator<Node> {
+  const events = services.pubsub.subscribe(nodeEvents(projectId));
+  try {
+    await events.ready;
+    yield* events;
+  } finally {
+    await events.return?.();
+  }
+}
+
+/** Ansible's output so far, then live lines (each once, in order); ends with the deployment. */
+export async function* deploymentLogStream(services: Services, deployment: Deployment): AsyncGenerator<DeploymentLogLine> {
+  const id = deployment._id.toHexString();
+  const events = services.pubsub.subscribe(deploymentEvents(id));
+  let lastSeq = 0;
+  try {
+    await events.ready;
+    const current = (await services.nodes.getDeployment(id)) ?? deployment;
+    for (const line of await services.nodes.deploymentLogs(deployment._id, Number.MAX_SAFE_INTEGER)) {
+      lastSeq = line.seq;
+      yield line;
+    }
+    if (deploymentFinished(current.status)) return;
+    for await (const event of events) {
+      if (event.type === 'log' && event.line.seq > lastSeq) {
+        lastSeq = event.line.seq;
+        yield event.line;
+      }
+      if (event.type === 'updated' && deploymentFinished(event.deployment.status)) return;
+    }
+  } finally {
+    await events.return?.();
+  }
+}
