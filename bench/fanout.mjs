@@ -6,13 +6,14 @@
 // subscribers. Each N gets a fresh Pollen.
 //
 //   node bench/fanout.mjs [--subscribers=1000,5000] [--baseline=1] [--rounds=8] [--workers=4] [--members=10]
+//     [--connect-batch=50]
 //
 // The subscribers live in worker threads (see README): one event loop receiving 5,000 frames per
 // metric would itself delay the last receipts, and the figure must be Pollen's, not the client's.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import {
-  addProjectMember, childPid, connectWebSocket, cpuShare, createTrainingConfig, graphql, kb, listOption, loadAverage, mb, ms, onCleanup, option,
+  addProjectMember, childPid, connectWebSocket, cpuSeconds, cpuShare, createTrainingConfig, graphql, kb, listOption, loadAverage, mb, ms, onCleanup, option,
   prepareDigitsJob, printTable, processMemory, progress, ratio, registerUser, runBenchmark, sleep, startPollen, startTraining,
   subscribe, summarize, untilJobEnds, untilQuiet, within,
 } from './lib.mjs';
@@ -20,7 +21,6 @@ import {
 const TARGET_LAST_MS = 1000;
 const TARGET_KB_PER_SUBSCRIBER = 30;
 const ROUND_METRICS = 'subscription($jobId: ID!) { roundMetrics(jobId: $jobId) { round phase values recordedAt } }';
-const CONNECT_BATCH = 50; // connections a worker opens at once
 
 if (isMainThread) {
   await runBenchmark(main);
@@ -34,11 +34,12 @@ async function main() {
   const rounds = option('rounds', 8);
   const workers = option('workers', 4);
   const members = option('members', 10);
+  const connectBatch = option('connect-batch', 50); // connections a worker opens at once
   const loadBefore = loadAverage();
 
   const runs = [];
   for (const subscribers of [baselineSize, ...sizes]) {
-    runs.push(await fanOut({ subscribers, rounds, workers: Math.min(workers, Math.ceil(subscribers / CONNECT_BATCH)), members }));
+    runs.push(await fanOut({ subscribers, rounds, workers: Math.min(workers, Math.ceil(subscribers / connectBatch)), members, connectBatch }));
   }
 
   const [baseline] = runs;
@@ -46,15 +47,18 @@ async function main() {
   console.log(`\nfan-out: roundMetrics of one digits-app job (${rounds} rounds, 2 clients, ${expected} metrics); ` +
     `subscribers are ${members} project members + the owner, spread over worker threads; KB/MB = 10^3/10^6 bytes`);
   printTable(['subscribers', 'deliveries', 'p50 ms', 'p99 ms', 'max ms', 'last sub. p50 ms', 'last sub. max ms',
-    'RSS before MB', 'RSS after MB', 'KB/subscriber', 'subscribe s', 'client lag max ms'], runs.map((run) => [
+    'RSS before MB', 'RSS after MB', 'KB/subscriber', 'subscribe s', 'Pollen CPU s', 'client lag max ms'], runs.map((run) => [
     `${run.subscribers}${run === baseline ? ' (baseline)' : ''}`, `${run.latency.count}/${run.subscribers * expected}`,
     ms(run.latency.p50), ms(run.latency.p99), ms(run.latency.max), ms(run.last.p50), ms(run.last.max),
-    mb(run.rssBefore), mb(run.rssAfter), kb(run.perSubscriber), (run.subscribeMs / 1000).toFixed(1), ms(run.clientLagMax),
+    mb(run.rssBefore), mb(run.rssAfter), kb(run.perSubscriber), (run.subscribeMs / 1000).toFixed(1), run.cpu.toFixed(1),
+    ms(run.clientLagMax),
   ]));
-  console.log('\nratios to the baseline (same run):');
-  printTable(['subscribers', 'p50', 'p99', 'max', 'last sub. max', 'KB/subscriber'], runs.slice(1).map((run) => [
+  console.log('(Pollen CPU s: from starting the measured job until it ended; client lag: worst event-loop delay of a subscriber thread)');
+  console.log('\nratios to the baseline (same run), and Pollen CPU per extra delivery:');
+  printTable(['subscribers', 'p50', 'p99', 'max', 'last sub. max', 'KB/subscriber', 'CPU us/delivery'], runs.slice(1).map((run) => [
     run.subscribers, ratio(run.latency.p50, baseline.latency.p50), ratio(run.latency.p99, baseline.latency.p99),
     ratio(run.latency.max, baseline.latency.max), ratio(run.last.max, baseline.last.max), ratio(run.perSubscriber, baseline.perSubscriber),
+    (((run.cpu - baseline.cpu) / (run.latency.count - baseline.latency.count)) * 1e6).toFixed(0),
   ]));
   for (const run of runs.slice(1)) {
     console.log(`slowest metrics for ${run.subscribers} (last subscriber): ` +
@@ -77,7 +81,7 @@ async function main() {
  * the only runner slot (MAX_CONCURRENT_JOBS=1) while the measured job waits QUEUED; once every
  * subscriber is in, the blocker is cancelled and the measured job starts.
  */
-async function fanOut({ subscribers, rounds, workers, members }) {
+async function fanOut({ subscribers, rounds, workers, members, connectBatch }) {
   progress(`${subscribers} subscribers: starting Pollen`);
   const pollen = await startPollen({ env: { ACCESS_TOKEN_TTL: '4h', MAX_CONCURRENT_JOBS: '1' } });
   const job = await prepareDigitsJob(pollen, { rounds, clients: 2 });
@@ -101,7 +105,7 @@ async function fanOut({ subscribers, rounds, workers, members }) {
   const started = performance.now();
   const threads = Array.from({ length: workers }, (_, w) => {
     const count = Math.floor(subscribers / workers) + (w < subscribers % workers ? 1 : 0);
-    const worker = new Worker(new URL(import.meta.url), { workerData: { wsUrl: pollen.wsUrl, tokens, count, offset: w, jobId } });
+    const worker = new Worker(new URL(import.meta.url), { workerData: { wsUrl: pollen.wsUrl, tokens, count, offset: w, jobId, connectBatch } });
     onCleanup(() => worker.terminate());
     const next = messages(worker);
     return { worker, next };
@@ -118,10 +122,12 @@ async function fanOut({ subscribers, rounds, workers, members }) {
 
   progress(`${subscribers} subscribers: cancelling the blocker; job ${jobId} starts`);
   for (const { worker } of threads) worker.postMessage('measure');
+  const cpuBefore = cpuSeconds(pollen.pid);
   await graphql(pollen.url, job.token, 'mutation($id: ID!) { cancelTraining(id: $id) { status } }', { id: blockerId });
   const timeoutMs = (180 + rounds * 60) * 1000;
   const [, ...reports] = await within(timeoutMs, Promise.all([untilJobEnds(watcher, jobId), ...threads.map(({ next }) => next('done'))]),
     `job ${jobId} to finish`);
+  const cpu = cpuSeconds(pollen.pid) - cpuBefore;
   await pollen.stop();
 
   const latencies = [];
@@ -146,6 +152,7 @@ async function fanOut({ subscribers, rounds, workers, members }) {
     rssAfter,
     perSubscriber: (rssAfter - rssBefore) / subscribers,
     subscribeMs,
+    cpu,
     clientLagMax: Math.max(...reports.map((report) => report.lagMaxMs)),
   };
 }
@@ -189,10 +196,10 @@ function messages(worker) {
  * Worker thread: opens `count` graphql-ws connections (tokens round-robin), subscribes each to
  * roundMetrics(jobId), notes Date.now() at every receipt, and reports when the job has ended.
  */
-async function subscriberWorker({ wsUrl, tokens, count, offset, jobId }) {
+async function subscriberWorker({ wsUrl, tokens, count, offset, jobId, connectBatch }) {
   const clients = [];
-  for (let i = 0; i < count; i += CONNECT_BATCH) {
-    const batch = Array.from({ length: Math.min(CONNECT_BATCH, count - i) }, (_, k) => connectWebSocket(wsUrl, tokens[(offset + i + k) % tokens.length]));
+  for (let i = 0; i < count; i += connectBatch) {
+    const batch = Array.from({ length: Math.min(connectBatch, count - i) }, (_, k) => connectWebSocket(wsUrl, tokens[(offset + i + k) % tokens.length]));
     clients.push(...await Promise.all(batch));
   }
   const receipts = {};

@@ -199,13 +199,13 @@ describe.skipIf(!isRoot)('remote nodes deployed with Ansible', () => {
       'set -e; cd "$(ls -d ~/.pollen/nodes/*/ | head -1)"',
       'ssh-keygen -q -t ecdsa -b 384 -N "" -f /tmp/rogue-$$ >/dev/null',
       'export FLWR_TELEMETRY_ENABLED=0 FLWR_DISABLE_UPDATE_CHECK=1 FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1 PATH="$PWD/venv/bin:$PATH"',
-      `timeout 90 venv/bin/flower-supernode --superlink ${network.gateway}:${fleetPort} ` +
+      `timeout -k 5 150 venv/bin/flower-supernode --superlink ${network.gateway}:${fleetPort} ` +
         '--root-certificates keys/ca.pem --auth-supernode-private-key /tmp/rogue-$$ --port 9200 2>&1 && echo "exit=0" || echo "exit=$?"',
-    ].join('\n')], { timeoutMs: 120_000 });
+    ].join('\n')], { timeoutMs: 200_000 });
     const output = rogue.stdout + rogue.stderr;
     expect(output).toMatch(/Failed to activate SuperNode|could not establish a connection/i);
     expect(output).toMatch(/exit=[1-9]/);
-  }, 180_000);
+  }, 240_000);
 
   it('fails a run whose node dies mid-run, naming the node, and shows the node OFFLINE', async () => {
     const jobId = await startRemoteJob('fifty rounds', 50);

@@ -76,18 +76,20 @@ export function requirePreflightForMultipart(req: Request, res: Response, next: 
 }
 
 /**
- * A multipart request that says (Content-Length) it is longer than any acceptable upload, a file
- * of at most `maxUploadBytes` plus at most `maxFormBytes` for the rest of the form, is answered
- * 413 before any of it is parsed or stored. A longer body without Content-Length is still cut at
- * the file limit while it is read (uploadApp then answers INVALID_APP_ARCHIVE / TOO_LARGE).
+ * A multipart request that says (Content-Length) it is far longer than any acceptable upload, more
+ * than twice `maxUploadBytes` plus `maxFormBytes` for the rest of the form, is answered 413 before
+ * any of it is parsed or stored: reading it would only spend CPU on bytes that are thrown away.
+ * Anything shorter is read, and uploadApp answers a file over the limit with INVALID_APP_ARCHIVE
+ * (TOO_LARGE), which GraphQL clients show better than an HTTP status; so does a longer body sent
+ * without Content-Length, cut at the file limit while it is read.
  */
 export function limitMultipartLength(maxUploadBytes: number, maxFormBytes: number) {
   return (req: Request, res: Response, next: NextFunction): void => {
     const declared = Number(req.get('content-length'));
-    if (req.is('multipart/form-data') && declared > maxUploadBytes + maxFormBytes) {
+    if (req.is('multipart/form-data') && declared > 2 * maxUploadBytes + maxFormBytes) {
       const mb = (bytes: number) => `${Math.round((bytes / 1024 ** 2) * 10) / 10} MB`;
       res.status(413).json({ errors: [{
-        message: `The request is ${mb(declared)}, more than an upload may be: files up to ${mb(maxUploadBytes)} (MAX_UPLOAD_BYTES).`,
+        message: `The request is ${mb(declared)}, far more than an upload may be: files up to ${mb(maxUploadBytes)} (MAX_UPLOAD_BYTES).`,
         extensions: { code: 'PAYLOAD_TOO_LARGE', requestId: req.id },
       }] });
       return;

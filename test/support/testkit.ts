@@ -31,6 +31,8 @@ export interface PollenOptions {
   database?: string | false;
   /** Reuse a DATA_DIR (for restarts); a fresh temporary one by default. */
   dataDir?: string;
+  /** Open Node's inspector on a loopback port, so that the test can run its garbage collector (collectGarbage). */
+  inspect?: boolean;
 }
 
 /** A real Pollen process (`node dist/main.js`), started the way a user starts it. */
@@ -63,6 +65,7 @@ export class PollenProcess {
       MONGODB_URI: database === false ? undefined : `${inject('mongoUri')}${database}`,
       ...options.env,
     };
+    if (options.inspect) env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} --inspect=127.0.0.1:0`.trim();
     const child = spawn(process.execPath, [MAIN], { env: env as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'] });
     running.add(child);
     child.once('exit', () => running.delete(child));
@@ -112,8 +115,27 @@ export class PollenProcess {
 
   /** Sends a signal and waits for the process to end; resolves with its exit code. */
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    (await this.inspector?.catch(() => undefined))?.close();
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
     return this.exit;
+  }
+
+  private inspector?: Promise<InspectorSession>;
+
+  /**
+   * Runs a full garbage collection in Pollen and returns its process.memoryUsage() right after:
+   * what it really holds, where RSS alone also counts garbage not collected yet. Needs `inspect`.
+   */
+  async collectGarbage(): Promise<NodeJS.MemoryUsage> {
+    this.inspector ??= (() => {
+      const url = this.output.map((line) => /^Debugger listening on (ws:\/\/\S+)$/.exec(line)?.[1]).find(Boolean);
+      if (!url) throw new Error('collectGarbage needs a Pollen started with inspect: true');
+      return InspectorSession.open(url);
+    })();
+    const session = await this.inspector;
+    await session.call('HeapProfiler.collectGarbage');
+    const { result } = await session.call('Runtime.evaluate', { expression: 'JSON.stringify(process.memoryUsage())', returnByValue: true });
+    return JSON.parse((result as { value: string }).value) as NodeJS.MemoryUsage;
   }
 
   removeDataDir(): void {
@@ -137,6 +159,42 @@ export class PollenProcess {
     const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${this.pid}/status`, 'utf8'));
     if (!match) throw new Error(`no VmRSS for pid ${this.pid}`);
     return Number(match[1]) * 1024;
+  }
+}
+
+/** A Chrome DevTools Protocol session over the inspector's WebSocket. */
+class InspectorSession {
+  private nextId = 0;
+  private readonly pending = new Map<number, (message: { result?: Record<string, unknown>; error?: unknown }) => void>();
+
+  private constructor(private readonly socket: WebSocket) {
+    socket.on('message', (data) => {
+      const message = JSON.parse(String(data)) as { id?: number; result?: Record<string, unknown>; error?: unknown };
+      if (message.id === undefined) return;
+      this.pending.get(message.id)?.(message);
+      this.pending.delete(message.id);
+    });
+  }
+
+  static async open(url: string): Promise<InspectorSession> {
+    const socket = new WebSocket(url);
+    await new Promise((resolve, reject) => {
+      socket.once('open', resolve);
+      socket.once('error', reject);
+    });
+    return new InspectorSession(socket);
+  }
+
+  call(method: string, params: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+    const id = ++this.nextId;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, ({ result, error }) => (error ? reject(new Error(`${method}: ${JSON.stringify(error)}`)) : resolve(result ?? {})));
+      this.socket.send(JSON.stringify({ id, method, params }));
+    });
+  }
+
+  close(): void {
+    this.socket.close();
   }
 }
 
