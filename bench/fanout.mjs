@@ -2,8 +2,9 @@
 // real digits-app job's roundMetrics(jobId). For every delivery, receipt time minus the metric's
 // recordedAt (the shim's stamp right after aggregation, same machine clock); for every metric, the
 // time until the LAST subscriber had it; and Pollen's RSS per subscriber (VmRSS after all N are
-// connected and subscribed minus before, divided by N). Baseline, same run: the same with a few
-// subscribers. Each N gets a fresh Pollen.
+// connected and subscribed minus before, divided by N; also the live V8 heap after a forced full
+// GC, through a loopback --inspect). Baseline, same run: the same with a few subscribers. Each N
+// gets a fresh Pollen.
 //
 //   node bench/fanout.mjs [--subscribers=1000,5000] [--baseline=1] [--rounds=8] [--workers=4] [--members=10]
 //     [--connect-batch=50]
@@ -13,13 +14,15 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import {
-  addProjectMember, childPid, connectWebSocket, cpuSeconds, cpuShare, createTrainingConfig, graphql, kb, listOption, loadAverage, mb, ms, onCleanup, option,
-  prepareDigitsJob, printTable, processMemory, progress, ratio, registerUser, runBenchmark, sleep, startPollen, startTraining,
-  subscribe, summarize, untilJobEnds, untilQuiet, within,
+  addProjectMember, childPid, connectWebSocket, cpuSeconds, cpuShare, createTrainingConfig, graphql, inspectPollen, kb,
+  listOption, loadAverage, mb, ms, onCleanup, option, prepareDigitsJob, printTable, processMemory, progress, ratio,
+  registerUser, runBenchmark, sleep, startPollen, startTraining, subscribe, summarize, untilJobEnds, untilQuiet, within,
 } from './lib.mjs';
 
 const TARGET_LAST_MS = 1000;
 const TARGET_KB_PER_SUBSCRIBER = 30;
+const MIN_FOR_MEMORY = 100; // fewer subscribers: per-subscriber memory is noise
+const perSubscriber = (run, bytes) => (run.subscribers >= MIN_FOR_MEMORY ? kb(bytes) : '-');
 const ROUND_METRICS = 'subscription($jobId: ID!) { roundMetrics(jobId: $jobId) { round phase values recordedAt } }';
 
 if (isMainThread) {
@@ -39,25 +42,33 @@ async function main() {
 
   const runs = [];
   for (const subscribers of [baselineSize, ...sizes]) {
-    runs.push(await fanOut({ subscribers, rounds, workers: Math.min(workers, Math.ceil(subscribers / connectBatch)), members, connectBatch }));
+    const threads = Math.min(workers, Math.ceil(subscribers / connectBatch));
+    runs.push(await fanOut({ subscribers, rounds, workers: threads, members, connectBatch }));
   }
 
   const [baseline] = runs;
+  // Live heap per subscriber: the heap after a full GC, against the baseline run's (a fresh Pollen
+  // that went through the same steps), so that no GC is forced before the RSS readings.
+  for (const run of runs.slice(1)) {
+    run.liveHeapPerSubscriber = (run.heapAfterGc - baseline.heapAfterGc) / (run.subscribers - baseline.subscribers);
+  }
   const expected = 1 + 3 * rounds;
   console.log(`\nfan-out: roundMetrics of one digits-app job (${rounds} rounds, 2 clients, ${expected} metrics); ` +
     `subscribers are ${members} project members + the owner, spread over worker threads; KB/MB = 10^3/10^6 bytes`);
-  printTable(['subscribers', 'deliveries', 'p50 ms', 'p99 ms', 'max ms', 'last sub. p50 ms', 'last sub. max ms',
-    'RSS before MB', 'RSS after MB', 'KB/subscriber', 'subscribe s', 'Pollen CPU s', 'client lag max ms'], runs.map((run) => [
+  printTable(['subscribers', 'deliveries', 'p50 ms', 'p99 ms', 'max ms', 'last sub. p50 ms', 'last sub. max ms', 'RSS before MB',
+    'RSS after MB', 'KB/subscriber', 'live heap KB/sub.', 'subscribe s', 'Pollen CPU s', 'client lag max ms'], runs.map((run) => [
     `${run.subscribers}${run === baseline ? ' (baseline)' : ''}`, `${run.latency.count}/${run.subscribers * expected}`,
     ms(run.latency.p50), ms(run.latency.p99), ms(run.latency.max), ms(run.last.p50), ms(run.last.max),
-    mb(run.rssBefore), mb(run.rssAfter), kb(run.perSubscriber), (run.subscribeMs / 1000).toFixed(1), run.cpu.toFixed(1),
-    ms(run.clientLagMax),
+    mb(run.rssBefore), mb(run.rssAfter), perSubscriber(run, run.perSubscriber), perSubscriber(run, run.liveHeapPerSubscriber),
+    (run.subscribeMs / 1000).toFixed(1), run.cpu.toFixed(1), ms(run.clientLagMax),
   ]));
-  console.log('(Pollen CPU s: from starting the measured job until it ended; client lag: worst event-loop delay of a subscriber thread)');
+  console.log(`(KB/subscriber: RSS after - before, over N, shown from ${MIN_FOR_MEMORY} subscribers on: RSS moves by MBs on its own; ` +
+    'live heap: V8 heap used after a forced full GC (taken after the RSS readings), against the baseline run\'s; ' +
+    'Pollen CPU s: from starting the measured job until it ended; client lag: worst event-loop delay of a subscriber thread)');
   console.log('\nratios to the baseline (same run), and Pollen CPU per extra delivery:');
-  printTable(['subscribers', 'p50', 'p99', 'max', 'last sub. max', 'KB/subscriber', 'CPU us/delivery'], runs.slice(1).map((run) => [
+  printTable(['subscribers', 'p50', 'p99', 'max', 'last sub. max', 'CPU us/extra delivery'], runs.slice(1).map((run) => [
     run.subscribers, ratio(run.latency.p50, baseline.latency.p50), ratio(run.latency.p99, baseline.latency.p99),
-    ratio(run.latency.max, baseline.latency.max), ratio(run.last.max, baseline.last.max), ratio(run.perSubscriber, baseline.perSubscriber),
+    ratio(run.latency.max, baseline.latency.max), ratio(run.last.max, baseline.last.max),
     (((run.cpu - baseline.cpu) / (run.latency.count - baseline.latency.count)) * 1e6).toFixed(0),
   ]));
   for (const run of runs.slice(1)) {
@@ -70,7 +81,7 @@ async function main() {
       `${complete && run.last.max <= TARGET_LAST_MS ? 'met' : 'MISSED'} (last subscriber, worst metric: ${ms(run.last.max)} ms` +
       `${complete ? '' : `; ${run.subscribers * expected - run.latency.count} deliveries missing`}); ` +
       `memory <= ${TARGET_KB_PER_SUBSCRIBER} KB/subscriber: ${run.perSubscriber <= TARGET_KB_PER_SUBSCRIBER * 1000 ? 'met' : 'MISSED'} ` +
-      `(${kb(run.perSubscriber)} KB)`);
+      `(${kb(run.perSubscriber)} KB of RSS; live heap after a full GC ${kb(run.liveHeapPerSubscriber)} KB)`);
   }
   console.log(`load average before: ${loadBefore}; after: ${loadAverage()}`);
 }
@@ -83,7 +94,9 @@ async function main() {
  */
 async function fanOut({ subscribers, rounds, workers, members, connectBatch }) {
   progress(`${subscribers} subscribers: starting Pollen`);
-  const pollen = await startPollen({ env: { ACCESS_TOKEN_TTL: '4h', MAX_CONCURRENT_JOBS: '1' } });
+  // --inspect (loopback) only to force a full GC and read the live heap, after the RSS figures.
+  const pollen = await startPollen({ env: { ACCESS_TOKEN_TTL: '4h', MAX_CONCURRENT_JOBS: '1' }, nodeArgs: ['--inspect=127.0.0.1:0'] });
+  const inspector = await inspectPollen(pollen);
   const job = await prepareDigitsJob(pollen, { rounds, clients: 2 });
   const tokens = [job.token];
   for (let i = 0; i < members; i++) {
@@ -91,7 +104,8 @@ async function fanOut({ subscribers, rounds, workers, members, connectBatch }) {
     await addProjectMember(pollen, job.token, job.projectId, member.username, 'VIEWER');
     tokens.push(member.token);
   }
-  const blockerId = await startTraining(pollen, { ...job, configId: await createTrainingConfig(pollen, job.token, job.projectId, { rounds: 100, clients: 2 }) });
+  const blockerConfigId = await createTrainingConfig(pollen, job.token, job.projectId, { rounds: 100, clients: 2 });
+  const blockerId = await startTraining(pollen, { ...job, configId: blockerConfigId });
   await within(60_000, untilStatus(pollen, job.token, blockerId, (status) => status !== 'QUEUED'), 'the blocker job to be claimed');
   const jobId = await startTraining(pollen, job);
   const watcher = await connectWebSocket(pollen.wsUrl, job.token);
@@ -105,7 +119,8 @@ async function fanOut({ subscribers, rounds, workers, members, connectBatch }) {
   const started = performance.now();
   const threads = Array.from({ length: workers }, (_, w) => {
     const count = Math.floor(subscribers / workers) + (w < subscribers % workers ? 1 : 0);
-    const worker = new Worker(new URL(import.meta.url), { workerData: { wsUrl: pollen.wsUrl, tokens, count, offset: w, jobId, connectBatch } });
+    const workerData = { wsUrl: pollen.wsUrl, tokens, count, offset: w, jobId, connectBatch };
+    const worker = new Worker(new URL(import.meta.url), { workerData });
     onCleanup(() => worker.terminate());
     const next = messages(worker);
     return { worker, next };
@@ -119,6 +134,9 @@ async function fanOut({ subscribers, rounds, workers, members, connectBatch }) {
   const subscribeMs = performance.now() - started;
   await sleep(2000);
   const rssAfter = processMemory(pollen.pid).rss;
+  // Then, to tell garbage from what stays: the live V8 heap after a forced full GC.
+  await inspector.collectGarbage();
+  const heapAfterGc = (await inspector.memoryUsage()).heapUsed;
 
   progress(`${subscribers} subscribers: cancelling the blocker; job ${jobId} starts`);
   for (const { worker } of threads) worker.postMessage('measure');
@@ -151,6 +169,7 @@ async function fanOut({ subscribers, rounds, workers, members, connectBatch }) {
     rssBefore,
     rssAfter,
     perSubscriber: (rssAfter - rssBefore) / subscribers,
+    heapAfterGc,
     subscribeMs,
     cpu,
     clientLagMax: Math.max(...reports.map((report) => report.lagMaxMs)),
@@ -199,7 +218,8 @@ function messages(worker) {
 async function subscriberWorker({ wsUrl, tokens, count, offset, jobId, connectBatch }) {
   const clients = [];
   for (let i = 0; i < count; i += connectBatch) {
-    const batch = Array.from({ length: Math.min(connectBatch, count - i) }, (_, k) => connectWebSocket(wsUrl, tokens[(offset + i + k) % tokens.length]));
+    const batch = Array.from({ length: Math.min(connectBatch, count - i) },
+      (_, k) => connectWebSocket(wsUrl, tokens[(offset + i + k) % tokens.length]));
     clients.push(...await Promise.all(batch));
   }
   const receipts = {};

@@ -136,7 +136,8 @@ export async function startPollen({ env: settings = {}, nodeArgs = (process.env.
   const dataDir = tempDir('pollen-bench-data-');
   const env = { ...process.env, PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...settings };
   if (!settings.MONGODB_URI) delete env.MONGODB_URI; // unset: Pollen starts its own FerretDB under DATA_DIR
-  const child = spawn(process.execPath, [...nodeArgs, path.join(REPO, 'dist/main.js')], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeArgs, path.join(REPO, 'dist/main.js')],
+    { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   // Pollen stops its FerretDB and Flower processes itself on SIGTERM; give it time to.
   const stop = () => stopChild(child, 30_000);
   onCleanup(stop);
@@ -303,6 +304,37 @@ export function childPid(pid, pattern) {
   return undefined;
 }
 
+/**
+ * A DevTools-protocol client for a Pollen started with `nodeArgs: ['--inspect=127.0.0.1:0']`
+ * (loopback only): forced full garbage collections and process.memoryUsage() from inside.
+ */
+export async function inspectPollen(pollen) {
+  const line = pollen.output.find((text) => text.startsWith('Debugger listening on ws://'));
+  if (!line) throw new Error('Pollen was not started with --inspect');
+  const socket = new WebSocket(line.slice('Debugger listening on '.length).trim());
+  await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+  onCleanup(() => socket.close());
+  let lastId = 0;
+  const pending = new Map();
+  socket.on('message', (data) => {
+    const message = JSON.parse(data);
+    pending.get(message.id)?.(message);
+    pending.delete(message.id);
+  });
+  const send = (method, params = {}) => new Promise((resolve) => {
+    const id = ++lastId;
+    pending.set(id, resolve);
+    socket.send(JSON.stringify({ id, method, params }));
+  });
+  return {
+    collectGarbage: () => send('HeapProfiler.collectGarbage'),
+    async memoryUsage() {
+      const answer = await send('Runtime.evaluate', { expression: 'JSON.stringify(process.memoryUsage())', returnByValue: true });
+      return JSON.parse(answer.result.result.value);
+    },
+  };
+}
+
 // --------------------------------------------------------------------- API, archives, jobs
 
 export async function graphql(url, token, query, variables = {}) {
@@ -408,7 +440,9 @@ export async function createProject(pollen, token, name) {
 
 export async function addProjectMember(pollen, token, projectId, username, role) {
   await graphql(pollen.url, token,
-    'mutation($projectId: ID!, $username: String!, $role: ProjectRole!) { addProjectMember(projectId: $projectId, username: $username, role: $role) { id } }',
+    `mutation($projectId: ID!, $username: String!, $role: ProjectRole!) {
+      addProjectMember(projectId: $projectId, username: $username, role: $role) { id }
+    }`,
     { projectId, username, role });
 }
 

@@ -122,7 +122,8 @@ await runBenchmark(async () => {
     row(`baseline ${BASELINE}`, baseline),
     ...pageSizes.map((first) => row(`nested, page of ${first}`, nested.get(first))),
   ]);
-  console.log('(CPU per request: CPU used from the start of a run until all its requests were answered, over the requests answered in the run)');
+  console.log('(CPU per request: CPU used from the start of a run until all its requests were answered, ' +
+    'over the requests answered in the run)');
 
   console.log('\nOne request alone: MongoDB commands (upkeep such as hello/ping left out), time and CPU');
   printTable(['page size', 'commands', 'by command', 'ms', 'Pollen CPU ms', 'FerretDB CPU ms'], pageSizes.map((first) => {

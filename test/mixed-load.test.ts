@@ -18,6 +18,11 @@ const USERS = 100;
 const TEAMS = 5;
 const SAMPLE_EVERY_MS = 5_000;
 const MB = 1024 ** 2;
+/**
+ * How long a subscriber waits for what it expects before counting it as an error. Generous: when
+ * other suites pushed this 2-core host's load past 15, even plain queries took up to 40 s.
+ */
+const PATIENCE_MS = 120_000;
 
 interface Sample { seconds: number; rssMb: number; rssAfterGcMb: number; heapAfterGcMb: number; requests: number }
 
@@ -84,7 +89,9 @@ class Ledger {
   }
 
   took(action: string, ms: number): void {
-    this.byAction.set(action, [...(this.byAction.get(action) ?? []), ms]);
+    const times = this.byAction.get(action) ?? [];
+    times.push(ms);
+    this.byAction.set(action, times);
   }
 
   fail(action: string, what: string): void {
@@ -102,7 +109,7 @@ describe('100 users working for a while', () => {
       for (const team of teams) {
         for (const user of team.users) user.watch = user.socket.subscribe(TrainingJobUpdatedDocument, { jobId: team.standingJobId });
       }
-      await vi.waitFor(() => expect(everyone.every((user) => user.watch!.items.length === 1)).toBe(true), { timeout: 30_000 });
+      await vi.waitFor(() => expect(everyone.every((user) => user.watch!.items.length === 1)).toBe(true), { timeout: PATIENCE_MS });
 
       const samples: Sample[] = [];
       const started = performance.now();
@@ -136,7 +143,8 @@ describe('100 users working for a while', () => {
       const elapsed = (performance.now() - started) / 1000;
 
       console.log([
-        `${ledger.requests} requests from ${USERS} users in ${elapsed.toFixed(0)} s: ${(ledger.requests / elapsed).toFixed(0)} per second`,
+        `${ledger.requests} requests from ${USERS} users in ${elapsed.toFixed(0)} s: ${(ledger.requests / elapsed).toFixed(0)} per second; ` +
+          `${ledger.unexpected.length} unexpected answers`,
         ...[...ledger.byAction].map(([action, times]) => `  ${action.padEnd(16)} ${String(times.length).padStart(6)}  ` +
           `p50 ${percentile(times, 50).toFixed(0).padStart(5)} ms  p95 ${percentile(times, 95).toFixed(0).padStart(5)} ms`),
         `Pollen's memory (MB), every ${SAMPLE_EVERY_MS / 1000} s: RSS, then RSS and heap used right after a full GC:`,
@@ -155,26 +163,37 @@ describe('100 users working for a while', () => {
     } finally {
       await Promise.all(everyone.map((user) => user.socket.client.dispose()));
     }
-  }, (SECONDS + 300) * 1000); // setup took up to 100 s here, and the last requests up to 30 s
+  }, (SECONDS + 300) * 1000 + 2 * PATIENCE_MS); // setup took up to 100 s here
 });
 
 /**
- * The load's first third warms memory up (code gets optimized, the connection pool fills, caches
- * fill), so the middle third is the baseline and the last third must not sit higher than it. The
- * thirds are compared by the RSS measured right after a full GC: plain RSS follows V8's heap, a
- * sawtooth whose teeth at this run's few dozen requests a second are 30 s to over 2 minutes long,
- * so within 2 minutes plain RSS can climb 150 MB without any leak (it did, then dropped when the
- * GC came). Allowed: 5% plus 8 MB TODO.
+ * After the first half (warm-up: code gets optimized, the connection pool and caches fill), the
+ * memory Pollen holds must stay level. It is judged by the RSS measured right after a full GC:
+ * plain RSS follows V8's heap, a sawtooth whose teeth at this run's few dozen requests a second
+ * last 30 s to over 2 minutes, so it climbed 150 MB in 2 minutes without any leak, then dropped
+ * when the GC came. The line fitted through the second half may rise by at most 8 MB. Without a
+ * leak it rose by less than 1 MB; with a test-only hook that made Pollen keep 20 KB per request
+ * (0.3 MB/s at 15 requests/s) it rose by ~20 MB. So leaks of ~0.15 MB/s and more fail a 2-minute
+ * run; a longer MIXED_LOAD_SECONDS catches slower ones.
  */
 function expectNoSteadyGrowth(samples: readonly Sample[]): void {
-  const during = samples.filter((s) => s.seconds <= SECONDS);
-  const third = (n: number) => during.filter((s) => s.seconds >= (SECONDS * (n - 1)) / 3 && s.seconds <= (SECONDS * n) / 3);
-  const median = (thirdSamples: Sample[], pick: (s: Sample) => number) => percentile(thirdSamples.map(pick), 50);
-  const [middle, last] = [third(2), third(3)];
-  console.log(`Medians after a full GC, middle third -> last third: RSS ${median(middle, (s) => s.rssAfterGcMb).toFixed(1)} -> ` +
-    `${median(last, (s) => s.rssAfterGcMb).toFixed(1)} MB, heap used ${median(middle, (s) => s.heapAfterGcMb).toFixed(1)} -> ` +
-    `${median(last, (s) => s.heapAfterGcMb).toFixed(1)} MB`);
-  expect(median(last, (s) => s.rssAfterGcMb)).toBeLessThanOrEqual(median(middle, (s) => s.rssAfterGcMb) * 1.05 + 8);
+  const secondHalf = samples.filter((s) => s.seconds >= SECONDS / 2 && s.seconds <= SECONDS);
+  const slope = fittedSlope(secondHalf.map((s) => [s.seconds, s.rssAfterGcMb]));
+  const growth = slope * (secondHalf.at(-1)!.seconds - secondHalf[0]!.seconds);
+  console.log(`Second half, after a full GC: RSS ${secondHalf[0]!.rssAfterGcMb.toFixed(1)} -> ${secondHalf.at(-1)!.rssAfterGcMb.toFixed(1)} MB, ` +
+    `heap used ${secondHalf[0]!.heapAfterGcMb.toFixed(1)} -> ${secondHalf.at(-1)!.heapAfterGcMb.toFixed(1)} MB; ` +
+    `fitted RSS line rises ${growth.toFixed(1)} MB (${(slope * 60).toFixed(1)} MB/min)`);
+  expect(secondHalf.length).toBeGreaterThanOrEqual(3);
+  expect(growth).toBeLessThanOrEqual(8);
+}
+
+/** Least-squares slope through (x, y) points. */
+function fittedSlope(points: ReadonlyArray<readonly [number, number]>): number {
+  const meanX = points.reduce((sum, [x]) => sum + x, 0) / points.length;
+  const meanY = points.reduce((sum, [, y]) => sum + y, 0) / points.length;
+  const covariance = points.reduce((sum, [x, y]) => sum + (x - meanX) * (y - meanY), 0);
+  const variance = points.reduce((sum, [x]) => sum + (x - meanX) ** 2, 0);
+  return covariance / variance;
 }
 
 /**
@@ -227,13 +246,13 @@ async function tryRun(ledger: Ledger, team: Team, user: User, round: number): Pr
   const subscribed = performance.now();
   const watch = user.socket.subscribe(TrainingJobUpdatedDocument, { jobId });
   try {
-    await vi.waitFor(() => expect(watch.items.length + (watch.errors?.length ?? 0)).toBeGreaterThan(0), { timeout: 30_000, interval: 10 });
+    await vi.waitFor(() => expect(watch.items.length + (watch.errors?.length ?? 0)).toBeGreaterThan(0), { timeout: PATIENCE_MS, interval: 10 });
   } catch {
-    ledger.fail('watch job', 'no current state within 30 s');
+    ledger.fail('watch job', `no current state within ${PATIENCE_MS / 1000} s`);
   }
   ledger.took('watch job', performance.now() - subscribed);
   await ledger.call('cancel training', () => user.client.request(CancelTrainingDocument, { id: jobId }));
-  const ended = await Promise.race([watch.ended.then(() => true, () => true), sleep(30_000, false)]);
+  const ended = await Promise.race([watch.ended.then(() => true, () => true), sleep(PATIENCE_MS, false)]);
   const statuses = watch.items.map((item) => item.trainingJobUpdated.status);
   if (!ended || watch.errors || statuses[0] !== 'QUEUED' || statuses.at(-1) !== 'CANCELLED') {
     ledger.fail('watch job', `ended ${ended}, statuses ${statuses.join(' ')}, errors ${JSON.stringify(watch.errors)}`);

@@ -77,24 +77,29 @@ export function requirePreflightForMultipart(req: Request, res: Response, next: 
 
 /**
  * A multipart request that says (Content-Length) it is far longer than any acceptable upload, more
- * than twice `maxUploadBytes` plus `maxFormBytes` for the rest of the form, is answered 413 before
- * any of it is parsed or stored: reading it would only spend CPU on bytes that are thrown away.
- * Anything shorter is read, and uploadApp answers a file over the limit with INVALID_APP_ARCHIVE
- * (TOO_LARGE), which GraphQL clients show better than an HTTP status; so does a longer body sent
- * without Content-Length, cut at the file limit while it is read.
+ * than twice `maxUploadBytes` plus `maxFormBytes` for the rest of the form, gets 413 without being
+ * parsed or stored. Its bytes are still read off the wire (and dropped) before the answer, as the
+ * JSON parser does: HTTP/1.1 clients such as fetch keep sending, and one answered early may get
+ * EPIPE instead of the answer. Anything shorter is read, and uploadApp answers a file over the
+ * limit with INVALID_APP_ARCHIVE (TOO_LARGE), which GraphQL clients show better than an HTTP
+ * status; so does a longer body sent without Content-Length, cut at the file limit as it is read.
  */
 export function limitMultipartLength(maxUploadBytes: number, maxFormBytes: number) {
   return (req: Request, res: Response, next: NextFunction): void => {
     const declared = Number(req.get('content-length'));
-    if (req.is('multipart/form-data') && declared > 2 * maxUploadBytes + maxFormBytes) {
-      const mb = (bytes: number) => `${Math.round((bytes / 1024 ** 2) * 10) / 10} MB`;
+    if (!req.is('multipart/form-data') || !(declared > 2 * maxUploadBytes + maxFormBytes)) {
+      next();
+      return;
+    }
+    const mb = (bytes: number) => `${Math.round((bytes / 1024 ** 2) * 10) / 10} MB`;
+    req.on('error', () => undefined); // a client that gives up: nobody to answer
+    req.once('end', () => {
       res.status(413).json({ errors: [{
         message: `The request is ${mb(declared)}, far more than an upload may be: files up to ${mb(maxUploadBytes)} (MAX_UPLOAD_BYTES).`,
         extensions: { code: 'PAYLOAD_TOO_LARGE', requestId: req.id },
       }] });
-      return;
-    }
-    next();
+    });
+    req.resume();
   };
 }
 
