@@ -2,13 +2,13 @@
 // the repository's node_modules because this folder lives inside the repository.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { crc32 } from 'node:zlib';
 import { createClient } from 'graphql-ws';
+import { MongoCommandCounter } from '../test/support/mongo-command-counter.mjs';
 import JSZip from 'jszip';
 import WebSocket from 'ws';
 
@@ -172,73 +172,14 @@ export async function startFerretDB() {
   return ferretdb; // { uri: 'mongodb://127.0.0.1:PORT/', pid, stop() }
 }
 
-const OP_MSG = 2013;
-/** Connection upkeep that drivers send on their own schedule, not per request. */
-const UPKEEP = new Set(['hello', 'ismaster', 'isMaster', 'ping', 'endSessions', 'buildInfo', 'saslStart', 'saslContinue']);
-
 /**
- * A loopback TCP proxy in front of a MongoDB-wire server that counts the commands clients send,
- * by name (the first key of each OP_MSG body; the same idea as test/support/mongo-command-counter.ts).
- * `take()` returns the counts since the last call, upkeep left out, with their `total`.
+ * A loopback proxy in front of a MongoDB-wire server that counts the commands clients send, by
+ * name; `take()` lists those since the last call. Stopped at cleanup.
  */
 export async function startCommandCounter(targetUri) {
-  const target = new URL(targetUri.replace(/^mongodb:/, 'http:'));
-  const counts = new Map();
-  const sockets = new Set();
-  // Reads whole messages off the front of `buffer`; returns the incomplete rest.
-  const noteCommands = (buffer) => {
-    let offset = 0;
-    while (buffer.length - offset >= 16) {
-      const length = buffer.readInt32LE(offset);
-      if (buffer.length - offset < length) break;
-      // OP_MSG: header (16) · flagBits (4) · section kind 0 (1) · BSON: size (4) · first element type (1) · name
-      if (buffer.readInt32LE(offset + 12) === OP_MSG && buffer[offset + 20] === 0) {
-        const nameStart = offset + 26;
-        const name = buffer.toString('utf8', nameStart, buffer.indexOf(0, nameStart));
-        counts.set(name, (counts.get(name) ?? 0) + 1);
-      }
-      offset += length;
-    }
-    return buffer.subarray(offset);
-  };
-  const server = createServer((client) => {
-    const upstream = createConnection({ host: target.hostname, port: Number(target.port) });
-    for (const socket of [client, upstream]) {
-      sockets.add(socket);
-      socket.on('close', () => {
-        sockets.delete(socket);
-        client.destroy();
-        upstream.destroy();
-      });
-      socket.on('error', () => undefined);
-    }
-    let pending = Buffer.alloc(0);
-    client.on('data', (chunk) => {
-      pending = noteCommands(pending.length > 0 ? Buffer.concat([pending, chunk]) : chunk);
-      upstream.write(chunk);
-    });
-    upstream.on('data', (chunk) => client.write(chunk));
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const stop = async () => {
-    for (const socket of sockets) socket.destroy();
-    await new Promise((resolve) => server.close(() => resolve()));
-  };
-  onCleanup(stop);
-  return {
-    uri: `mongodb://127.0.0.1:${server.address().port}/`,
-    take() {
-      const taken = { total: 0 };
-      for (const [name, count] of counts) {
-        if (UPKEEP.has(name)) continue;
-        taken[name] = count;
-        taken.total += count;
-      }
-      counts.clear();
-      return taken;
-    },
-    stop,
-  };
+  const counter = await MongoCommandCounter.start(targetUri);
+  onCleanup(() => counter.stop());
+  return counter;
 }
 
 // ----------------------------------------------------------------------- process figures
@@ -373,53 +314,6 @@ export function readTree(dir) {
   };
   walk('');
   return files;
-}
-
-/**
- * A ZIP written byte by byte (no ZIP64), for what no library writes, such as a bomb: each entry is
- * { name, data, method: 0 (stored, default) | 8 (data already raw-deflated), crc32, uncompressedSize },
- * the last two defaulting to the truth about stored data.
- */
-export function handBuiltZip(entries) {
-  const records = [];
-  const central = [];
-  let offset = 0;
-  for (const entry of entries) {
-    const name = Buffer.from(entry.name);
-    const method = entry.method ?? 0;
-    const crc = entry.crc32 ?? crc32(entry.data);
-    const size = entry.uncompressedSize ?? entry.data.length;
-    const local = Buffer.alloc(30);
-    local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt16LE(20, 4);
-    local.writeUInt16LE(method, 8);
-    local.writeUInt32LE(crc, 14);
-    local.writeUInt32LE(entry.data.length, 18);
-    local.writeUInt32LE(size, 22);
-    local.writeUInt16LE(name.length, 26);
-    const header = Buffer.alloc(46);
-    header.writeUInt32LE(0x02014b50, 0);
-    header.writeUInt16LE((3 << 8) | 20, 4);
-    header.writeUInt16LE(20, 6);
-    header.writeUInt16LE(method, 10);
-    header.writeUInt32LE(crc, 16);
-    header.writeUInt32LE(entry.data.length, 20);
-    header.writeUInt32LE(size, 24);
-    header.writeUInt16LE(name.length, 28);
-    header.writeUInt32LE((0o100644 << 16) >>> 0, 38);
-    header.writeUInt32LE(offset, 42);
-    records.push(local, name, entry.data);
-    central.push(header, name);
-    offset += local.length + name.length + entry.data.length;
-  }
-  const directory = Buffer.concat(central);
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(entries.length, 8);
-  end.writeUInt16LE(entries.length, 10);
-  end.writeUInt32LE(directory.length, 12);
-  end.writeUInt32LE(offset, 16);
-  return Buffer.concat([...records, directory, end]);
 }
 
 export const BENCH_PASSWORD = 'Bench-password-1';

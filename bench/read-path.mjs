@@ -91,7 +91,7 @@ await runBenchmark(async () => {
     counter.take();
     const run = await measured(processes, () => loadTest(pollen, token, { query, variables }, { connections, ...stop }));
     await drain();
-    return { ...run, stop, commandsPerRequest: counter.take().total / run.result.requests.sent };
+    return { ...run, stop, commandsPerRequest: counter.take().length / run.result.requests.sent };
   };
   progress('baseline under load');
   await load(BASELINE, {}, { duration: 2 }); // warm-up: JIT, connection pool
@@ -127,12 +127,13 @@ await runBenchmark(async () => {
 
   console.log('\nOne request alone: MongoDB commands (upkeep such as hello/ping left out), time and CPU');
   printTable(['page size', 'commands', 'by command', 'ms', 'Pollen CPU ms', 'FerretDB CPU ms'], pageSizes.map((first) => {
-    const { commands: { total, ...byName }, result: wall, cpu } = single.get(first);
-    return [first, total, Object.entries(byName).sort().map(([name, n]) => `${name} ${n}`).join(', '), ms(wall),
+    const { commands, result: wall, cpu } = single.get(first);
+    const byName = new Map([...new Set(commands)].sort().map((name) => [name, commands.filter((one) => one === name).length]));
+    return [first, commands.length, [...byName].map(([name, n]) => `${name} ${n}`).join(', '), ms(wall),
       ms(cpu.pollen * 1000), ms(cpu.ferretdb * 1000)];
   }));
 
-  const totals = pageSizes.map((first) => single.get(first).commands.total);
+  const totals = pageSizes.map((first) => single.get(first).commands.length);
   const flat = totals.every((total) => total === totals[0]);
   console.log(`\ntarget nested/baseline req/s >= ${TARGET_RATIO}: ` + pageSizes.map((first) => {
     const value = rate(nested.get(first)) / rate(baseline);
@@ -214,9 +215,13 @@ async function seed(pollen, ferretdbUri, { projectCount, jobsPerProject, rounds 
           createdById: new ObjectId(viewer.userId), createdAt, updatedAt: at(lastRound, 3), startedAt: createdAt,
           finishedAt: at(lastRound, 3), __v: 0,
         });
-        const metric = (round, phase, values, step) => metrics.push({
-          _id: new ObjectId(), jobId: _id, round, phase, valuesJson: JSON.stringify(values), recordedAt: at(round, step), __v: 0,
-        });
+        // As Pollen stores them: every metric in round_metrics, each phase's newest also on the job.
+        const latest = new Map();
+        const metric = (round, phase, values, step) => {
+          const record = { round, phase, valuesJson: JSON.stringify(values), recordedAt: at(round, step) };
+          metrics.push({ _id: new ObjectId(), jobId: _id, ...record, __v: 0 });
+          latest.set(phase, record);
+        };
         metric(0, 'SERVER_EVALUATE', { test_loss: 2.3, test_acc: 0.1 }, 0);
         for (let round = 1; round <= lastRound; round++) {
           const done = round / rounds;
@@ -224,6 +229,7 @@ async function seed(pollen, ferretdbUri, { projectCount, jobsPerProject, rounds 
           metric(round, 'EVALUATE', { eval_loss: 2.0 - done, eval_acc: 0.8 + done / 10 }, 1);
           metric(round, 'SERVER_EVALUATE', { test_loss: 1.9 - done, test_acc: 0.82 + done / 10 }, 2);
         }
+        jobs.at(-1).latestMetricsJson = JSON.stringify(['TRAIN', 'EVALUATE', 'SERVER_EVALUATE'].map((phase) => latest.get(phase)));
       }
     }
     progress(`inserting ${jobs.length} jobs, ${metrics.length} metrics`);

@@ -6,12 +6,12 @@
 //
 //   node bench/uploads.mjs [--trials=3] [--size-mb=20] [--bomb-mb=400] [--sample-ms=2]
 import { randomBytes } from 'node:crypto';
-import { createDeflateRaw, crc32 } from 'node:zlib';
 import {
-  createProject, DIGITS_APP, handBuiltZip, loadAverage, mb, median, ms, option, postAppUpload, printTable, processMemory,
-  progress, ratio, readTree, registerUser, resetPeakMemory, runBenchmark, sampleRss, startFerretDB, startPollen, untilQuiet,
+  createProject, DIGITS_APP, loadAverage, mb, median, ms, option, postAppUpload, printTable, processMemory,
+  progress, ratio, registerUser, resetPeakMemory, runBenchmark, sampleRss, startFerretDB, startPollen, untilQuiet,
   uploadApp, zipDirectory,
 } from './lib.mjs';
+import { declaredZipBomb, splitZipBomb } from '../test/support/zip-archives.mjs';
 
 const MiB = 1024 * 1024;
 const TARGET_MEMORY_FACTOR = 2; // peak above idle <= 2x the archive
@@ -25,7 +25,6 @@ await runBenchmark(async () => {
   const loadBefore = loadAverage();
 
   progress('building archives');
-  const zeros = await deflatedZeros(bombMb * MiB);
   const large = await largeApp(sizeMb * 1e6);
   const kinds = [
     { key: 'tiny', label: 'tiny valid app (baseline)', bytes: await zipDirectory(DIGITS_APP), expect: 'stored' },
@@ -34,9 +33,9 @@ await runBenchmark(async () => {
     { key: 'notZip', label: `${sizeMb} MB, not a ZIP (read only)`, bytes: randomBytes(large.length), expect: 'NOT_A_ZIP' },
     { key: 'badEnd', label: `${sizeMb} MB, bad pyproject (validated, not stored)`, expect: 'BAD_PYPROJECT',
       bytes: await largeApp(sizeMb * 1e6, { 'pyproject.toml': Buffer.from('[project\nname = "digits-app"\n') }) },
-    { key: 'bomb', label: `bomb, declares ${bombMb} MB`, bytes: bomb(zeros, bombMb * MiB, { lying: false }), expect: 'ZIP_BOMB' },
+    { key: 'bomb', label: `bomb, declares ${bombMb} MB`, bytes: declaredZipBomb(bombMb), expect: 'ZIP_BOMB' },
     { key: 'lying', label: `bomb, declares 1 MB, inflates to ${bombMb} MB`, expect: 'ZIP_BOMB',
-      bytes: bomb(zeros, bombMb * MiB, { lying: true }) },
+      bytes: splitZipBomb({ pieces: 0, mebibytes: bombMb }) },
   ];
 
   // Memory a process has freed stays resident for reuse (glibc arenas, V8 heap), so a second
@@ -122,33 +121,4 @@ async function largeApp(totalBytes, replace = {}) {
     left -= size + 200;
   }
   return zipDirectory(DIGITS_APP, { ...files, ...replace });
-}
-
-/**
- * The digits app (stored) plus one entry of `bytes` zeros deflated to a few hundred KB. Honest:
- * its headers declare the real size, so the central directory alone gives it away. Lying: they
- * declare 1 MB (under the 100 MB total and the ratio check's 1 MB floor), so only inflating finds out.
- */
-function bomb({ data, crc }, bytes, { lying }) {
-  const app = Object.entries(readTree(DIGITS_APP)).map(([name, content]) => ({ name, data: content }));
-  return handBuiltZip([...app, {
-    name: 'digits_app/weights.bin', data, method: 8, crc32: lying ? 0 : crc, uncompressedSize: lying ? MiB : bytes,
-  }]);
-}
-
-/** `bytes` zeros, raw-deflated, with their CRC-32. */
-async function deflatedZeros(bytes) {
-  const deflate = createDeflateRaw();
-  const chunks = [];
-  deflate.on('data', (chunk) => chunks.push(chunk));
-  const done = new Promise((resolve, reject) => deflate.once('end', resolve).once('error', reject));
-  const zeros = Buffer.alloc(MiB);
-  let crc = 0;
-  for (let written = 0; written < bytes; written += MiB) {
-    crc = crc32(zeros, crc);
-    if (!deflate.write(zeros)) await new Promise((resolve) => deflate.once('drain', resolve));
-  }
-  deflate.end();
-  await done;
-  return { data: Buffer.concat(chunks), crc };
 }

@@ -55,6 +55,7 @@ async function serve(config: Config, logger: Logger, database: Database): Promis
   const pubsub: PubSub = config.redisUrl ? await RedisPubSub.connect(config.redisUrl) : new InProcessPubSub();
   const schema = await buildPollenSchema(pubsub);
   const services = createServices(config, pubsub);
+  await services.training.backfillLatestMetrics();
   const limits: QueryLimits = { maxDepth: config.queryMaxDepth, maxCost: config.queryMaxCost };
 
   const app = express();

@@ -1,27 +1,58 @@
+import mongoose from 'mongoose';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { AddProjectMemberDocument, CreateProjectDocument, ProjectsDocument } from './generated/graphql.js';
-import { MongoCommandCounter } from './support/mongo-command-counter.js';
+import {
+  AddProjectMemberDocument, CreateProjectDocument, CreateTrainingConfigDocument, ProjectsDocument, ProjectsOverviewDocument,
+  StartTrainingDocument, TrainingJobDocument, UploadAppDocument,
+} from './generated/graphql.js';
+import { flowerAppZip } from './support/fixtures.js';
+import { MongoCommandCounter } from './support/mongo-command-counter.mjs';
 import { GraphQLClient, PollenProcess, signUp } from './support/testkit.js';
 
 let counter: MongoCommandCounter;
 let pollen: PollenProcess;
 let client: GraphQLClient;
+const projectIds: string[] = []; // oldest first
+/** Each project's jobs, newest first, and every job in the order it was queued. */
+const jobsOf = new Map<string, string[]>();
+const queue: string[] = [];
 
 beforeAll(async () => {
   counter = await MongoCommandCounter.start(inject('mongoUri'));
-  pollen = await PollenProcess.start({ env: { MONGODB_URI: `${counter.uri}counted` } });
+  // No runner: every job stays QUEUED, in line.
+  pollen = await PollenProcess.start({ env: { MONGODB_URI: `${counter.uri}counted`, MAX_CONCURRENT_JOBS: '0' } });
   ({ client } = await signUp(pollen));
   // 50 projects, each with its owner and three more members, all different users.
   const others = await Promise.all(Array.from({ length: 6 }, () => signUp(pollen)));
   for (let i = 0; i < 50; i += 1) {
     const { createProject } = await client.data(CreateProjectDocument, { input: { name: `project ${i}` } });
+    projectIds.push(createProject.id);
     for (const [j, role] of (['VIEWER', 'EDITOR', 'OWNER'] as const).entries()) {
       await client.data(AddProjectMemberDocument, {
         projectId: createProject.id, username: others[(i + j) % others.length]!.session.user.username, role,
       });
     }
   }
-});
+
+  // The newest ten projects get an app and a config; the oldest of them six jobs early on, then
+  // the others (but one) take turns queueing three jobs each, as teams working side by side do.
+  const launchers = new Map<string, () => Promise<void>>();
+  for (const projectId of projectIds.slice(40)) {
+    const upload = await client.upload(UploadAppDocument, { projectId, file: null }, { file: { bytes: await flowerAppZip(), filename: 'app.zip' } });
+    const { createTrainingConfig } = await client.data(CreateTrainingConfigDocument, { input: { projectId, name: 'c', rounds: 3, clients: 2 } });
+    jobsOf.set(projectId, []);
+    launchers.set(projectId, async () => {
+      const { startTraining } = await client.data(StartTrainingDocument, {
+        input: { appId: upload.data!.uploadApp.id, configId: createTrainingConfig.id },
+      });
+      jobsOf.get(projectId)!.unshift(startTraining.id);
+      queue.push(startTraining.id);
+    });
+  }
+  for (let i = 0; i < 6; i += 1) await launchers.get(projectIds[40]!)!();
+  for (let turn = 0; turn < 3; turn += 1) {
+    for (const projectId of projectIds.slice(41)) if (projectId !== projectIds[45]) await launchers.get(projectId)!();
+  }
+}, 300_000);
 afterAll(async () => {
   await pollen?.stop();
   pollen?.removeDataDir();
@@ -42,5 +73,63 @@ describe('loading related records', () => {
     expect(large).toEqual(small);
     // The page, its total (an aggregate), and one batch of users; the viewer comes from the token.
     expect(small.sort()).toEqual(['aggregate', 'find', 'find']);
+  });
+
+  it('shows each project with its apps, configs, newest jobs and their place in line, in as many commands for 5 projects as for 50', async () => {
+    const commandsFor = async (first: number) => {
+      counter.take();
+      const { projects } = await client.data(ProjectsOverviewDocument, { first, jobs: 3 });
+      expect(projects.edges).toHaveLength(first);
+      return counter.take();
+    };
+    const small = await commandsFor(5);
+    const large = await commandsFor(50);
+    expect(large).toEqual(small);
+    // Projects: page and total. Users: one batch. Apps, configs and jobs: each one count aggregation
+    // for all projects and one find. Queued jobs' place in line: the queue and the running count.
+    expect(small.sort()).toEqual([...Array(5).fill('aggregate'), ...Array(6).fill('find')]);
+  });
+
+  // 7: more than any project has, so each shows all its jobs.
+  it.each([[50, 1], [50, 3], [10, 7]])('gives each of %i projects its own page of %i newest jobs', async (first, jobs) => {
+    const { projects } = await client.data(ProjectsOverviewDocument, { first, jobs });
+    expect(projects.edges.map((e) => e.node.id)).toEqual([...projectIds].reverse().slice(0, first));
+    for (const { node: project } of projects.edges) {
+      const expected = jobsOf.get(project.id) ?? [];
+      expect(project.trainingJobs.totalCount).toBe(expected.length);
+      expect(project.trainingJobs.pageInfo.hasNextPage).toBe(expected.length > jobs);
+      expect(project.trainingJobs.edges.map((e) => e.node.id)).toEqual(expected.slice(0, jobs));
+      for (const { node: job } of project.trainingJobs.edges) {
+        expect(job.status).toBe('QUEUED');
+        expect(job.statusReason).toBe(`Waiting for a free runner (0 of 0 runner slots busy); position ${queue.indexOf(job.id) + 1} in line.`);
+        expect(job.latestMetrics).toEqual([]);
+      }
+      const hasApp = jobsOf.has(project.id);
+      expect([project.apps.totalCount, project.configs.totalCount]).toEqual(hasApp ? [1, 1] : [0, 0]);
+      expect(project.apps.edges).toHaveLength(hasApp ? 1 : 0);
+    }
+  });
+
+  it('works out the latest metrics of jobs stored before they were kept on the job, when Pollen starts', async () => {
+    const jobId = queue[0]!;
+    const direct = await new mongoose.mongo.MongoClient(inject('mongoUri')).connect();
+    try {
+      const db = direct.db('counted');
+      const metric = (round: number, phase: string) => ({
+        jobId: new mongoose.Types.ObjectId(jobId), round, phase, valuesJson: JSON.stringify({ loss: 1 / (round + 1) }),
+        recordedAt: new Date(Date.UTC(2026, 0, 1, 0, round, phase.length)),
+      });
+      await db.collection('round_metrics').insertMany([metric(0, 'SERVER_EVALUATE'), metric(1, 'TRAIN'), metric(1, 'SERVER_EVALUATE'),
+        metric(2, 'TRAIN'), metric(2, 'EVALUATE')]);
+      await db.collection('training_jobs').updateOne({ _id: new mongoose.Types.ObjectId(jobId) }, { $unset: { latestMetricsJson: '' } });
+    } finally {
+      await direct.close();
+    }
+    await pollen.stop();
+    pollen = await PollenProcess.start({ dataDir: pollen.dataDir, env: { MONGODB_URI: `${counter.uri}counted`, MAX_CONCURRENT_JOBS: '0' } });
+    const { trainingJob } = await new GraphQLClient(pollen.url, client.token).data(TrainingJobDocument, { id: jobId });
+    expect(trainingJob!.latestMetrics.map((m) => [m.phase, m.round, m.values])).toEqual([
+      ['TRAIN', 2, { loss: 1 / 3 }], ['EVALUATE', 2, { loss: 1 / 3 }], ['SERVER_EVALUATE', 1, { loss: 1 / 2 }],
+    ]);
   });
 });

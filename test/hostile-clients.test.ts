@@ -5,7 +5,7 @@ import {
   AddProjectMemberDocument, CreateProjectDocument, MeDocument, ProjectContentsDocument, ProjectDocument, UploadAppDocument,
 } from './generated/graphql.js';
 import { percentile, PollenProcess, sendFromAnotherProcess, signUp, timed, type GraphQLClient } from './support/testkit.js';
-import { declaredZipBomb, splitZipBomb } from './support/zip-archives.js';
+import { declaredZipBomb, splitZipBomb } from './support/zip-archives.mjs';
 
 let pollen: PollenProcess;
 beforeAll(async () => {

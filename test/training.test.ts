@@ -110,6 +110,9 @@ describe('a 2-client, 3-round run of the example app', () => {
   it('keeps the metrics, the latest ones and the ServerApp log on the job', async () => {
     const { trainingJob } = await client.data(TrainingJobDocument, { id: jobId, last: 20 });
     expect(trainingJob!.metrics).toEqual(live);
+    // Each phase's last round, in phase order, the same as the full metrics say.
+    const lastOfPhase = (phase: string) => trainingJob!.metrics.filter((m) => m.phase === phase).at(-1);
+    expect(trainingJob!.latestMetrics).toEqual(['TRAIN', 'EVALUATE', 'SERVER_EVALUATE'].map(lastOfPhase).filter(Boolean));
     expect(trainingJob!.latestMetrics.map((m) => [m.phase, m.round])).toEqual(expect.arrayContaining([['TRAIN', 3], ['EVALUATE', 3]]));
     expect(trainingJob!.logs.length).toBeGreaterThan(0);
     expect(trainingJob!.logs.every((l) => !/\x1b\[/.test(l.line))).toBe(true);

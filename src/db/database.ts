@@ -22,6 +22,7 @@ const DEFAULT_DB_NAME = 'pollen';
  */
 const SERVER_SELECTION_TIMEOUT_MS = 5_000;
 const PING_TIMEOUT_MS = 2_000;
+const MIN_POOL_SIZE = 10;
 
 /** Connects mongoose to MONGODB_URI, or to an embedded FerretDB when it is unset. */
 export async function connectDatabase(config: Config, logger: Logger): Promise<Database> {
@@ -36,6 +37,9 @@ export async function connectDatabase(config: Config, logger: Logger): Promise<D
       autoCreate: false,
       bufferCommands: false,
       serverSelectionTimeoutMS: SERVER_SELECTION_TIMEOUT_MS,
+      // Kept open ahead of bursts: opening connections one by one while the database is slow to
+      // accept them held queries up for 1–2 s when a burst of requests arrived.
+      minPoolSize: MIN_POOL_SIZE,
       dbName: databaseNameIn(uri) ?? DEFAULT_DB_NAME,
     });
   } catch (error) {

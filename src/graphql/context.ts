@@ -1,5 +1,5 @@
 import type DataLoader from 'dataloader';
-import { byIdLoader } from '../db/loaders.js';
+import { byIdLoader, GroupedLoads } from '../db/loaders.js';
 import type { Logger } from '../logger.js';
 import type { Viewer } from '../modules/auth/token.service.js';
 import { FlowerAppModel, type FlowerApp } from '../modules/apps/flower-app.model.js';
@@ -18,6 +18,8 @@ export interface Loaders {
   config: DataLoader<string, TrainingConfig | null>;
   job: DataLoader<string, TrainingJob | null>;
   node: DataLoader<string, Node | null>;
+  /** Fields loaded for many parents at once, such as each project's page of jobs. */
+  grouped: GroupedLoads;
 }
 
 /** What every resolver receives, on HTTP and graphql-ws alike. */
@@ -30,15 +32,27 @@ export interface Context {
 }
 
 export function createContext(base: Omit<Context, 'loaders'>): Context {
-  return {
-    ...base,
-    loaders: {
-      user: byIdLoader<User>(UserModel),
-      project: byIdLoader<Project>(ProjectModel),
-      app: byIdLoader<FlowerApp>(FlowerAppModel),
-      config: byIdLoader<TrainingConfig>(TrainingConfigModel),
-      job: byIdLoader<TrainingJob>(TrainingJobModel),
-      node: byIdLoader<Node>(NodeModel),
-    },
-  };
+  return { ...base, loaders: new LazyLoaders() };
+}
+
+/**
+ * Each loader is made on first use: a subscription's context lives as long as the subscription
+ * and uses one or two of them, and thousands of subscribers each have one.
+ */
+class LazyLoaders implements Loaders {
+  #user?: Loaders['user'];
+  #project?: Loaders['project'];
+  #app?: Loaders['app'];
+  #config?: Loaders['config'];
+  #job?: Loaders['job'];
+  #node?: Loaders['node'];
+  #grouped?: GroupedLoads;
+
+  get user() { return (this.#user ??= byIdLoader<User>(UserModel)); }
+  get project() { return (this.#project ??= byIdLoader<Project>(ProjectModel)); }
+  get app() { return (this.#app ??= byIdLoader<FlowerApp>(FlowerAppModel)); }
+  get config() { return (this.#config ??= byIdLoader<TrainingConfig>(TrainingConfigModel)); }
+  get job() { return (this.#job ??= byIdLoader<TrainingJob>(TrainingJobModel)); }
+  get node() { return (this.#node ??= byIdLoader<Node>(NodeModel)); }
+  get grouped() { return (this.#grouped ??= new GroupedLoads()); }
 }

@@ -1,14 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
-import { GraphQLError, parse, validate, type ExecutionArgs, type GraphQLSchema } from 'graphql';
+import { GraphQLError, type ExecutionArgs, type GraphQLSchema } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import type { Logger } from '../logger.js';
 import { TokenService, type Viewer } from '../modules/auth/token.service.js';
 import type { Services } from '../services.js';
 import { createContext, type Context } from './context.js';
+import { ValidDocumentCache } from './document-cache.js';
 import { maskError, reportError } from './errors.js';
 import { assertWithinLimits, type QueryLimits } from './limits.js';
+import { sharedSubscribe } from './shared-subscribe.js';
 
 /** Close code graphql-ws uses for "Forbidden"; clients treat it as "sign in again". */
 const CLOSE_FORBIDDEN = 4403;
@@ -37,9 +39,11 @@ export function attachGraphQLWebSocket(options: {
 }): GraphQLWebSocketServer {
   const { schema, services, limits, logger } = options;
   const wsServer = new WebSocketServer({ server: options.httpServer, path: '/graphql' });
+  const documents = new ValidDocumentCache(schema, { maxTokens: MAX_TOKENS, capacity: 100, maxQueryLength: 10_000 });
 
   const cleanup = useServer<Record<string, unknown>, SocketState>({
     schema,
+    subscribe: sharedSubscribe((contextValue) => (contextValue as Context).viewer?.userId ?? ''),
     onConnect(ctx) {
       const authorization = ctx.connectionParams?.authorization;
       if (authorization === undefined || authorization === null || authorization === '') return true;
@@ -59,9 +63,9 @@ export function attachGraphQLWebSocket(options: {
       const requestId = randomUUID();
       let args: ExecutionArgs;
       try {
-        const document = parse(payload.query, { maxTokens: MAX_TOKENS });
-        const errors = validate(schema, document);
-        if (errors.length > 0) return errors;
+        const parsed = documents.get(payload.query);
+        if ('errors' in parsed) return parsed.errors;
+        const { document } = parsed;
         const operation = { schema, document, operationName: payload.operationName, variables: payload.variables };
         assertWithinLimits(operation, limits);
         const contextValue = createContext({ requestId, logger: logger.child({ requestId, transport: 'ws' }), viewer, services });

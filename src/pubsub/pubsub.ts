@@ -10,8 +10,10 @@ export interface PubSub {
   /**
    * Events published once `ready` has resolved, in order, until `return()` is called on the
    * iterator. Await `ready` before reading state that later events change, so none is missed.
+   * With `accept`, only the events it accepts are queued: the others do not wake the subscriber,
+   * which matters when thousands follow a topic that carries events most of them ignore.
    */
-  subscribe<T>(topic: Topic<T>): Subscription<T>;
+  subscribe<T>(topic: Topic<T>, accept?: (payload: T) => boolean): Subscription<T>;
   close(): Promise<void>;
 }
 
@@ -31,9 +33,11 @@ export class InProcessPubSub implements PubSub {
     this.emitter.emit(name, payload);
   }
 
-  subscribe<T>(name: Topic<T>): Subscription<T> {
+  subscribe<T>(name: Topic<T>, accept?: (payload: T) => boolean): Subscription<T> {
     const queue = new EventQueue<T>(() => this.emitter.off(name, listener));
-    const listener = (payload: T) => queue.push(payload);
+    const listener = (payload: T) => {
+      if (!accept || accept(payload)) queue.push(payload);
+    };
     this.emitter.on(name, listener);
     return Object.assign(queue, { ready: Promise.resolve() });
   }

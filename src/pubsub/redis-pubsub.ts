@@ -33,9 +33,12 @@ export class RedisPubSub implements PubSub {
     this.target.dispatchEvent(new CustomEvent(topic, { detail: payload }));
   }
 
-  subscribe<T>(topic: Topic<T>): Subscription<T> {
+  subscribe<T>(topic: Topic<T>, accept?: (payload: T) => boolean): Subscription<T> {
     const queue = new EventQueue<T>(() => this.target.removeEventListener(topic, listener));
-    const listener = (event: Event) => queue.push((event as CustomEvent<T>).detail);
+    const listener = (event: Event) => {
+      const payload = (event as CustomEvent<T>).detail;
+      if (!accept || accept(payload)) queue.push(payload);
+    };
     this.target.addEventListener(topic, listener);
     // Redis answers a connection's commands in order: once this PING is answered, the SUBSCRIBE
     // sent before it is in effect.

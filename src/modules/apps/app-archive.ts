@@ -1,12 +1,12 @@
-import { createHash } from 'node:crypto';
-import { chmod, mkdir, open, rm } from 'node:fs/promises';
+import { chmod, mkdir, open, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
+import { pipeline as pipeStreams, Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { createInflateRaw } from 'node:zlib';
 import { GraphQLError } from 'graphql';
 import { parse, TomlError, type TomlTableWithoutBigInt as TomlTable } from 'smol-toml';
 import { ErrorCode } from '../../errors.js';
+import { bufferSource, readChunks, type ArchiveSource } from './archive-source.js';
 
 export type ArchiveRejection =
   | 'NOT_A_ZIP' | 'TOO_LARGE' | 'TOO_MANY_ENTRIES' | 'ZIP_BOMB' | 'PATH_TRAVERSAL' | 'ABSOLUTE_PATH'
@@ -58,15 +58,16 @@ export function archiveTooLarge(size: number, maxBytes: number): GraphQLError {
 /**
  * Validates an uploaded Flower App completely, from its bytes: the ZIP structure, every entry's
  * path and size, every entry's data (inflated once, then discarded), the layout and pyproject.toml.
- * Bad input always ends in invalidArchive().
+ * A source is read piece by piece, never whole. Bad input always ends in invalidArchive().
  */
-export async function readAppArchive(bytes: Buffer, limits: ArchiveLimits): Promise<AppArchive> {
-  const entries = readCheckedEntries(bytes, limits);
+export async function readAppArchive(bytes: Buffer | ArchiveSource, limits: ArchiveLimits): Promise<AppArchive> {
+  const source = asSource(bytes);
+  const entries = await readCheckedEntries(source, limits);
   const layout = resolveLayout(entries);
   checkPyprojectSize(layout.pyproject);
-  const metadata = parsePyproject(await verifyEntriesAndReadPyproject(bytes, entries, layout.pyproject));
+  const metadata = parsePyproject(await verifyEntriesAndReadPyproject(source, entries, layout.pyproject));
   checkComponentModules(metadata.components, layout);
-  return { sha256: sha256Hex(bytes), sizeBytes: bytes.length, rootPrefix: layout.rootPrefix, files: layout.files, ...metadata };
+  return { sha256: await source.sha256(), sizeBytes: source.size, rootPrefix: layout.rootPrefix, files: layout.files, ...metadata };
 }
 
 /**
@@ -74,18 +75,19 @@ export async function readAppArchive(bytes: Buffer, limits: ArchiveLimits): Prom
  * empty. The bytes are checked again from scratch and every limit is enforced while inflating;
  * on failure, whatever this call created is removed.
  */
-export async function extractAppArchive(bytes: Buffer, archive: AppArchive, targetDir: string, limits: ArchiveLimits): Promise<void> {
-  if (sha256Hex(bytes) !== archive.sha256) {
+export async function extractAppArchive(bytes: Buffer | ArchiveSource, archive: AppArchive, targetDir: string, limits: ArchiveLimits): Promise<void> {
+  const source = asSource(bytes);
+  if (await source.sha256() !== archive.sha256) {
     throw new Error(`extractAppArchive was given bytes that are not the archive ${archive.sha256}.`);
   }
-  const entries = readCheckedEntries(bytes, limits);
+  const entries = await readCheckedEntries(source, limits);
   const { rootPrefix } = resolveLayout(entries);
   const createdPaths: string[] = [];
   try {
     await makeDirectory(targetDir, createdPaths);
     for (const entry of entries) {
       if (isMacOsNoise(entry.name) || isDirectory(entry)) continue;
-      await writeEntryFile(bytes, entry, path.join(targetDir, entry.name.slice(rootPrefix.length)), createdPaths);
+      await writeEntryFile(source, entry, path.join(targetDir, entry.name.slice(rootPrefix.length)), createdPaths);
     }
   } catch (error) {
     for (const created of createdPaths.reverse()) await rm(created, { recursive: true, force: true });
@@ -141,70 +143,74 @@ interface CentralDirectoryLocation {
 }
 
 /** Everything that can be judged from the central directory alone, before inflating a byte. */
-function readCheckedEntries(bytes: Buffer, limits: ArchiveLimits): ZipEntry[] {
-  if (bytes.length > limits.maxBytes) {
-    throw archiveTooLarge(bytes.length, limits.maxBytes);
+async function readCheckedEntries(source: ArchiveSource, limits: ArchiveLimits): Promise<ZipEntry[]> {
+  if (source.size > limits.maxBytes) {
+    throw archiveTooLarge(source.size, limits.maxBytes);
   }
-  const directory = locateCentralDirectory(bytes);
+  const directory = await locateCentralDirectory(source);
   if (directory.entryCount > limits.maxEntries) {
     throw invalidArchive('TOO_MANY_ENTRIES', `The archive has ${directory.entryCount} entries, more than the limit of ${limits.maxEntries}.`);
   }
-  if (directory.entryCount > 0 && bytes.readUInt32LE(0) !== LOCAL_HEADER_SIGNATURE) {
+  if (directory.entryCount > 0 && (await source.read(0, 4)).readUInt32LE(0) !== LOCAL_HEADER_SIGNATURE) {
     throw notAZip('The archive does not start with a ZIP file header (is something, such as a self-extractor, prepended to it?).');
   }
-  const entries = readCentralDirectory(bytes, directory);
+  const entries = readCentralDirectory(await source.read(directory.offset, directory.size), directory);
   for (const entry of entries) checkEntry(entry);
   checkNoDuplicates(entries);
   checkExpandedSize(entries, limits);
   return entries;
 }
 
-function locateCentralDirectory(bytes: Buffer): CentralDirectoryLocation {
-  const eocd = findEndOfCentralDirectory(bytes);
-  checkSingleDisk(bytes.readUInt16LE(eocd + 4), bytes.readUInt16LE(eocd + 6), bytes.readUInt16LE(eocd + 8), bytes.readUInt16LE(eocd + 10));
+async function locateCentralDirectory(source: ArchiveSource): Promise<CentralDirectoryLocation> {
+  const eocdOffset = await findEndOfCentralDirectory(source);
+  const eocd = await source.read(eocdOffset, EOCD_SIZE);
+  checkSingleDisk(eocd.readUInt16LE(4), eocd.readUInt16LE(6), eocd.readUInt16LE(8), eocd.readUInt16LE(10));
   const location = {
-    entryCount: bytes.readUInt16LE(eocd + 10),
-    size: bytes.readUInt32LE(eocd + 12),
-    offset: bytes.readUInt32LE(eocd + 16),
-    limit: eocd,
+    entryCount: eocd.readUInt16LE(10),
+    size: eocd.readUInt32LE(12),
+    offset: eocd.readUInt32LE(16),
+    limit: eocdOffset,
   };
   const isZip64 = location.entryCount === UINT16_MAX || location.size === UINT32_MAX || location.offset === UINT32_MAX;
-  const directory = isZip64 ? readZip64EndOfCentralDirectory(bytes, eocd) : location;
+  const directory = isZip64 ? await readZip64EndOfCentralDirectory(source, eocdOffset) : location;
   if (directory.offset + directory.size > directory.limit) {
-    throw notAZip(`The central directory (${directory.size} bytes at offset ${directory.offset}) lies outside the archive's ${bytes.length} bytes: the file is truncated or damaged.`);
+    throw notAZip(`The central directory (${directory.size} bytes at offset ${directory.offset}) lies outside the archive's ${source.size} bytes: the file is truncated or damaged.`);
   }
   return directory;
 }
 
 /** The end record sits in the last 22 bytes plus at most a 65,535-byte comment. */
-function findEndOfCentralDirectory(bytes: Buffer): number {
-  const lowest = Math.max(0, bytes.length - EOCD_SIZE - MAX_EOCD_COMMENT);
-  for (let offset = bytes.length - EOCD_SIZE; offset >= lowest; offset--) {
-    if (bytes.readUInt32LE(offset) === EOCD_SIGNATURE && offset + EOCD_SIZE + bytes.readUInt16LE(offset + 20) === bytes.length) {
-      return offset;
+async function findEndOfCentralDirectory(source: ArchiveSource): Promise<number> {
+  const tailStart = Math.max(0, source.size - EOCD_SIZE - MAX_EOCD_COMMENT);
+  const tail = await source.read(tailStart, source.size - tailStart);
+  for (let offset = tail.length - EOCD_SIZE; offset >= 0; offset--) {
+    if (tail.readUInt32LE(offset) === EOCD_SIGNATURE && offset + EOCD_SIZE + tail.readUInt16LE(offset + 20) === tail.length) {
+      return tailStart + offset;
     }
   }
-  throw notAZip(bytes.length === 0
+  throw notAZip(source.size === 0
     ? 'The file is empty.'
     : 'This is not a ZIP archive: it has no ZIP end-of-central-directory record (it may be another kind of file, or a truncated download).');
 }
 
-function readZip64EndOfCentralDirectory(bytes: Buffer, eocd: number): CentralDirectoryLocation {
-  const locator = eocd - ZIP64_LOCATOR_SIZE;
-  if (locator < 0 || bytes.readUInt32LE(locator) !== ZIP64_LOCATOR_SIGNATURE) {
+async function readZip64EndOfCentralDirectory(source: ArchiveSource, eocdOffset: number): Promise<CentralDirectoryLocation> {
+  const locatorOffset = eocdOffset - ZIP64_LOCATOR_SIZE;
+  const locator = locatorOffset < 0 ? undefined : await source.read(locatorOffset, ZIP64_LOCATOR_SIZE);
+  if (!locator || locator.readUInt32LE(0) !== ZIP64_LOCATOR_SIGNATURE) {
     throw notAZip('The end record announces a ZIP64 archive, but the ZIP64 locator is missing.');
   }
-  if (bytes.readUInt32LE(locator + 4) !== 0 || bytes.readUInt32LE(locator + 16) !== 1) throw spansSeveralDisks();
-  const record = readUInt64(bytes, locator + 8);
-  if (record + ZIP64_EOCD_SIZE > locator || bytes.readUInt32LE(record) !== ZIP64_EOCD_SIGNATURE) {
+  if (locator.readUInt32LE(4) !== 0 || locator.readUInt32LE(16) !== 1) throw spansSeveralDisks();
+  const recordOffset = readUInt64(locator, 8);
+  const record = recordOffset + ZIP64_EOCD_SIZE > locatorOffset ? undefined : await source.read(recordOffset, ZIP64_EOCD_SIZE);
+  if (!record || record.readUInt32LE(0) !== ZIP64_EOCD_SIGNATURE) {
     throw notAZip('The ZIP64 end-of-central-directory record is missing or outside the archive.');
   }
-  checkSingleDisk(bytes.readUInt32LE(record + 16), bytes.readUInt32LE(record + 20), readUInt64(bytes, record + 24), readUInt64(bytes, record + 32));
+  checkSingleDisk(record.readUInt32LE(16), record.readUInt32LE(20), readUInt64(record, 24), readUInt64(record, 32));
   return {
-    entryCount: readUInt64(bytes, record + 32),
-    size: readUInt64(bytes, record + 40),
-    offset: readUInt64(bytes, record + 48),
-    limit: record,
+    entryCount: readUInt64(record, 32),
+    size: readUInt64(record, 40),
+    offset: readUInt64(record, 48),
+    limit: recordOffset,
   };
 }
 
@@ -216,18 +222,18 @@ function spansSeveralDisks(): GraphQLError {
   return notAZip('The archive is split over several disks or parts; upload it as one ZIP file.');
 }
 
+/** `bytes` is the whole central directory, as located. */
 function readCentralDirectory(bytes: Buffer, directory: CentralDirectoryLocation): ZipEntry[] {
   const entries: ZipEntry[] = [];
-  const end = directory.offset + directory.size;
-  let cursor = directory.offset;
+  let cursor = 0;
   for (let index = 0; index < directory.entryCount; index++) {
     const damaged = () => notAZip(`Central directory entry ${index + 1} of ${directory.entryCount} is missing or damaged.`);
-    if (cursor + CENTRAL_HEADER_SIZE > end || bytes.readUInt32LE(cursor) !== CENTRAL_HEADER_SIGNATURE) throw damaged();
+    if (cursor + CENTRAL_HEADER_SIZE > bytes.length || bytes.readUInt32LE(cursor) !== CENTRAL_HEADER_SIGNATURE) throw damaged();
     const nameStart = cursor + CENTRAL_HEADER_SIZE;
     const extraStart = nameStart + bytes.readUInt16LE(cursor + 28);
     const extraEnd = extraStart + bytes.readUInt16LE(cursor + 30);
     const next = extraEnd + bytes.readUInt16LE(cursor + 32);
-    if (next > end) throw damaged();
+    if (next > bytes.length) throw damaged();
     const flags = bytes.readUInt16LE(cursor + 8);
     const entry: ZipEntry = {
       name: decodeName(bytes.subarray(nameStart, extraStart), flags),
@@ -244,8 +250,8 @@ function readCentralDirectory(bytes: Buffer, directory: CentralDirectoryLocation
     entries.push(entry);
     cursor = next;
   }
-  if (cursor !== end) {
-    throw notAZip(`The central directory is ${directory.size} bytes, but the ${directory.entryCount} entries its end record announces take ${cursor - directory.offset}.`);
+  if (cursor !== bytes.length) {
+    throw notAZip(`The central directory is ${directory.size} bytes, but the ${directory.entryCount} entries its end record announces take ${cursor}.`);
   }
   return entries;
 }
@@ -343,24 +349,28 @@ function checkExpandedSize(entries: ZipEntry[], limits: ArchiveLimits): void {
 
 // --- Inflation -----------------------------------------------------------------------------------
 
-const INFLATE_CHUNK_BYTES = 64 * 1024;
+/** Archive data is read, and inflated, this much at a time. */
+const CHUNK_BYTES = 64 * 1024;
 
 /** Inflates every entry once, so lying sizes and damaged data are refused now rather than at run time. */
-async function verifyEntriesAndReadPyproject(bytes: Buffer, entries: ZipEntry[], pyproject: ZipEntry): Promise<Buffer> {
+async function verifyEntriesAndReadPyproject(source: ArchiveSource, entries: ZipEntry[], pyproject: ZipEntry): Promise<Buffer> {
   const pyprojectChunks: Buffer[] = [];
   for (const entry of entries) {
-    for await (const chunk of verifiedChunks(bytes, entry)) {
-      if (entry === pyproject) pyprojectChunks.push(chunk);
+    for await (const chunk of verifiedChunks(source, entry)) {
+      if (entry === pyproject) pyprojectChunks.push(Buffer.from(chunk));
     }
   }
   return Buffer.concat(pyprojectChunks);
 }
 
-/** The entry's content, refused as soon as it outgrows its declared size, and at the end unless size and CRC-32 match. */
-async function* verifiedChunks(bytes: Buffer, entry: ZipEntry): AsyncGenerator<Buffer> {
+/**
+ * The entry's content, refused as soon as it outgrows its declared size, and at the end unless size
+ * and CRC-32 match. A chunk may be overwritten by the next: use it before asking for another.
+ */
+async function* verifiedChunks(source: ArchiveSource, entry: ZipEntry): AsyncGenerator<Buffer> {
   let produced = 0;
   let crc = 0;
-  for await (const chunk of inflatedChunks(entryData(bytes, entry), entry)) {
+  for await (const chunk of inflatedChunks(source, entry, await locateEntryData(source, entry))) {
     produced += chunk.length;
     if (produced > entry.uncompressedSize) {
       throw invalidArchive('ZIP_BOMB', `${quoted(entry.name)} inflates to more than the ${formatSize(entry.uncompressedSize)} its header declares.`);
@@ -376,38 +386,49 @@ async function* verifiedChunks(bytes: Buffer, entry: ZipEntry): AsyncGenerator<B
   }
 }
 
-async function* inflatedChunks(data: Buffer, entry: ZipEntry): AsyncGenerator<Buffer> {
-  // Some writers store empty files as "deflated" with no data at all, which zlib calls truncated.
-  if (entry.method === METHOD_STORED || data.length === 0) {
-    yield data;
+async function* inflatedChunks(source: ArchiveSource, entry: ZipEntry, dataStart: number): AsyncGenerator<Buffer> {
+  if (entry.method === METHOD_STORED) {
+    // All in one buffer: a 20 MB upload otherwise leaves 20 MB of garbage within milliseconds.
+    yield* readChunks(source, dataStart, entry.compressedSize, CHUNK_BYTES, Buffer.allocUnsafe(Math.min(CHUNK_BYTES, entry.compressedSize)));
     return;
   }
-  const inflater = createInflateRaw({ chunkSize: INFLATE_CHUNK_BYTES });
-  inflater.end(data);
+  // Some writers store empty files as "deflated" with no data at all, which zlib calls truncated.
+  if (entry.compressedSize === 0) return;
+  // Fresh buffers here: zlib holds on to its input until it has inflated it. Errors reach the loop
+  // below through the inflater; stopping early (a bomb) destroys it, and with it the reads feeding it.
+  const compressed = Readable.from(readChunks(source, dataStart, entry.compressedSize, CHUNK_BYTES));
+  const inflater = pipeStreams(compressed, createInflateRaw({ chunkSize: CHUNK_BYTES }), () => {});
   try {
     yield* inflater;
   } catch (error) {
-    throw notAZip(`${quoted(entry.name)} is not valid deflate data (${(error as Error).message}).`);
+    if (!isZlibError(error)) throw error;
+    throw notAZip(`${quoted(entry.name)} is not valid deflate data (${error.message}).`);
   }
 }
 
-function entryData(bytes: Buffer, entry: ZipEntry): Buffer {
-  const header = entry.localHeaderOffset;
-  if (header + LOCAL_HEADER_SIZE > bytes.length || bytes.readUInt32LE(header) !== LOCAL_HEADER_SIGNATURE) {
-    throw notAZip(`The local header of ${quoted(entry.name)} is missing (the central directory points at offset ${header}).`);
+function isZlibError(error: unknown): error is Error {
+  return error instanceof Error && /^Z_/.test(String((error as NodeJS.ErrnoException).code));
+}
+
+/** Where the entry's data starts, after its local header. */
+async function locateEntryData(source: ArchiveSource, entry: ZipEntry): Promise<number> {
+  const headerOffset = entry.localHeaderOffset;
+  const header = headerOffset + LOCAL_HEADER_SIZE > source.size ? undefined : await source.read(headerOffset, LOCAL_HEADER_SIZE);
+  if (!header || header.readUInt32LE(0) !== LOCAL_HEADER_SIGNATURE) {
+    throw notAZip(`The local header of ${quoted(entry.name)} is missing (the central directory points at offset ${headerOffset}).`);
   }
-  const nameEnd = header + LOCAL_HEADER_SIZE + bytes.readUInt16LE(header + 26);
-  const dataStart = nameEnd + bytes.readUInt16LE(header + 28);
-  const dataEnd = dataStart + entry.compressedSize;
-  if (dataEnd > bytes.length) {
+  const nameStart = headerOffset + LOCAL_HEADER_SIZE;
+  const nameEnd = nameStart + header.readUInt16LE(26);
+  const dataStart = nameEnd + header.readUInt16LE(28);
+  if (dataStart + entry.compressedSize > source.size) {
     throw notAZip(`The data of ${quoted(entry.name)} runs past the end of the archive: the file is truncated.`);
   }
   // Other unzip tools read the local name: both names must agree for the checks here to hold there.
-  const localName = decodeName(bytes.subarray(header + LOCAL_HEADER_SIZE, nameEnd), entry.flags);
+  const localName = decodeName(await source.read(nameStart, nameEnd - nameStart), entry.flags);
   if (localName !== entry.name) {
     throw notAZip(`The central directory names an entry ${quoted(entry.name)}, but its local header names it ${quoted(localName)}.`);
   }
-  return bytes.subarray(dataStart, dataEnd);
+  return dataStart;
 }
 
 const CRC32_TABLE = makeCrc32Table();
@@ -441,14 +462,25 @@ async function makeDirectory(directory: string, createdPaths: string[]): Promise
   if (firstCreated) createdPaths.push(firstCreated);
 }
 
-async function writeEntryFile(bytes: Buffer, entry: ZipEntry, filePath: string, createdPaths: string[]): Promise<void> {
+async function writeEntryFile(source: ArchiveSource, entry: ZipEntry, filePath: string, createdPaths: string[]): Promise<void> {
   await makeDirectory(path.dirname(filePath), createdPaths);
   // 'wx' never follows or overwrites something already there.
   const file = await open(filePath, 'wx', FILE_MODE);
   createdPaths.push(filePath);
-  await pipeline(verifiedChunks(bytes, entry), file.createWriteStream());
+  try {
+    for await (const chunk of verifiedChunks(source, entry)) await writeAll(file, chunk);
+  } finally {
+    await file.close();
+  }
   // Exactly 0644, whatever the process umask.
   await chmod(filePath, FILE_MODE);
+}
+
+/** write() may write only part of a chunk (a full disk, a signal). */
+async function writeAll(file: FileHandle, chunk: Buffer): Promise<void> {
+  for (let written = 0; written < chunk.length;) {
+    written += (await file.write(chunk, written)).bytesWritten;
+  }
 }
 
 // --- Layout --------------------------------------------------------------------------------------
@@ -689,6 +721,6 @@ function formatSize(bytes: number): string {
   return `${oneDecimal(bytes / MiB)} MB`;
 }
 
-function sha256Hex(bytes: Buffer): string {
-  return createHash('sha256').update(bytes).digest('hex');
+function asSource(bytes: Buffer | ArchiveSource): ArchiveSource {
+  return Buffer.isBuffer(bytes) ? bufferSource(bytes) : bytes;
 }

@@ -1,12 +1,14 @@
 import { availableParallelism } from 'node:os';
 import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { FileUpload } from 'graphql-upload-ts';
 import mongoose, { Types } from 'mongoose';
 import { conflict, isDuplicateKeyError } from '../../errors.js';
-import { findPage, type Page, type PageArgs } from '../../graphql/connection.js';
+import { findPages, type Page, type PageArgs } from '../../graphql/connection.js';
 import type { TrainingService } from '../training/training.service.js';
-import { archiveTooLarge, readAppArchive, type AppArchive, type ArchiveLimits } from './app-archive.js';
+import { readAppArchive, type AppArchive, type ArchiveLimits } from './app-archive.js';
 import { FlowerAppModel, type FlowerApp } from './flower-app.model.js';
+import { UploadedArchive } from './uploaded-archive.js';
 
 const BUCKET_NAME = 'app_archives';
 
@@ -34,11 +36,11 @@ class Slots {
 }
 
 /**
- * Uploads read into memory and checked at once, per process. Checking can cost up to
- * maxUncompressedBytes of inflating (zlib in the thread pool, CRC-32 on the main thread) and holds
- * up to maxBytes in memory; 50 concurrent zip-bomb uploads checked all at once kept every core busy,
- * and other clients' requests waited behind them. Half the cores check uploads and the other half
- * keep serving; the uploads waiting their turn stay in their temporary files.
+ * Uploads checked at once, per process. Checking can cost up to maxUncompressedBytes of inflating
+ * (zlib in the thread pool, CRC-32 on the main thread); 50 concurrent zip-bomb uploads checked all
+ * at once kept every core busy, and other clients' requests waited behind them. Half the cores
+ * check uploads and the other half keep serving; the uploads waiting their turn stay in their
+ * temporary files.
  */
 const checking = new Slots(Math.max(1, Math.floor(availableParallelism() / 2)));
 
@@ -47,17 +49,30 @@ export class AppService {
 
   /**
    * Validates the whole archive before writing anything; the same bytes uploaded to the same
-   * project again return the app that already holds them.
+   * project again return the app that already holds them. The archive stays on disk throughout.
    */
   async upload(projectId: Types.ObjectId, uploaderId: string, upload: Promise<FileUpload>): Promise<FlowerApp> {
-    const { bytes, archive } = await checking.run(async () => {
-      const bytes = await this.readUpload(upload);
-      return { bytes, archive: await readAppArchive(bytes, this.limits) };
+    const { uploaded, archive } = await checking.run(async () => {
+      const uploaded = await UploadedArchive.open(upload, this.limits.maxBytes);
+      try {
+        return { uploaded, archive: await readAppArchive(uploaded, this.limits) };
+      } catch (error) {
+        await uploaded.close();
+        throw error;
+      }
     });
+    try {
+      return await this.saveApp(projectId, uploaderId, uploaded, archive);
+    } finally {
+      await uploaded.close();
+    }
+  }
+
+  private async saveApp(projectId: Types.ObjectId, uploaderId: string, uploaded: UploadedArchive, archive: AppArchive): Promise<FlowerApp> {
     const existing = await FlowerAppModel.findOne({ projectId, sha256: archive.sha256 }).lean<FlowerApp>().exec();
     if (existing && !existing.deletedAt) return existing;
 
-    const archiveFileId = await this.storeArchive(bytes, projectId, archive.sha256);
+    const archiveFileId = await this.storeArchive(uploaded, projectId, archive.sha256);
     if (existing) {
       // Uploaded again after it was deleted: the same record comes back to life.
       const record = appRecord(projectId, uploaderId, archive, archiveFileId);
@@ -74,8 +89,9 @@ export class AppService {
     }
   }
 
-  list(projectId: Types.ObjectId, args: PageArgs): Promise<Page<FlowerApp>> {
-    return findPage(FlowerAppModel, { projectId, deletedAt: null }, args);
+  /** A page of (not deleted) apps for each project, by project id. */
+  pagesByProject(projectIds: readonly Types.ObjectId[], args: PageArgs): Promise<Map<string, Page<FlowerApp>>> {
+    return findPages(FlowerAppModel, 'projectId', projectIds, { deletedAt: null }, args);
   }
 
   /** The stored archive, byte for byte as it was uploaded (only for apps not deleted). */
@@ -103,34 +119,14 @@ export class AppService {
     for (const app of apps) if (app.archiveFileId) await this.deleteArchive(app.archiveFileId);
   }
 
-  private async readUpload(upload: Promise<FileUpload>): Promise<Buffer> {
-    const tooLarge = () => archiveTooLarge(size, this.limits.maxBytes);
-    const chunks: Buffer[] = [];
-    let size = 0;
-    try {
-      for await (const chunk of (await upload).createReadStream()) {
-        size += (chunk as Buffer).length;
-        if (size > this.limits.maxBytes) throw tooLarge();
-        chunks.push(chunk as Buffer);
-      }
-    } catch (error) {
-      // graphql-upload-ts ends the stream with a 413 error once MAX_UPLOAD_BYTES is passed.
-      if ((error as { status?: number }).status === 413) throw tooLarge();
-      throw error;
-    }
-    return Buffer.concat(chunks, size);
-  }
-
-  private async storeArchive(bytes: Buffer, projectId: Types.ObjectId, sha256: string): Promise<Types.ObjectId> {
+  private async storeArchive(uploaded: UploadedArchive, projectId: Types.ObjectId, sha256: string): Promise<Types.ObjectId> {
     const stream = this.bucket().openUploadStream(`${sha256}.zip`, {
       metadata: { projectId, sha256 },
       contentType: 'application/zip',
     } as object);
-    await new Promise<void>((resolve, reject) => {
-      stream.once('finish', () => resolve());
-      stream.once('error', reject);
-      stream.end(bytes);
-    });
+    // One GridFS chunk per read, each far over the stream's highWaterMark: pipeline waits for it to
+    // be stored ('drain') before reading the next into the same buffer.
+    await pipeline(uploaded.chunksInPlace(stream.chunkSizeBytes), stream);
     return stream.id as Types.ObjectId;
   }
 

@@ -1,6 +1,7 @@
 import { getModelForClass, index, modelOptions, prop } from '@typegoose/typegoose';
 import { Types } from 'mongoose';
-import { Field, ID, Int, ObjectType } from 'type-graphql';
+import { Field, Int, ObjectType } from 'type-graphql';
+import { ProjectRecord } from '../projects/project-record.model.js';
 
 export class AppComponents {
   @prop({ required: true })
@@ -15,13 +16,7 @@ export class AppComponents {
 @modelOptions({ schemaOptions: { collection: 'flower_apps', timestamps: { createdAt: true, updatedAt: false } } })
 @index({ projectId: 1, sha256: 1 }, { unique: true })
 @index({ projectId: 1, createdAt: -1 })
-export class FlowerApp {
-  @Field(() => ID, { name: 'id' })
-  readonly _id!: Types.ObjectId;
-
-  @prop({ required: true, type: () => Types.ObjectId })
-  projectId!: Types.ObjectId;
-
+export class FlowerApp extends ProjectRecord {
   @Field(() => String)
   @prop({ required: true })
   name!: string;

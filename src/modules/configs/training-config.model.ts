@@ -1,6 +1,7 @@
 import { getModelForClass, index, modelOptions, prop } from '@typegoose/typegoose';
 import { Types } from 'mongoose';
-import { Field, Float, ID, Int, ObjectType } from 'type-graphql';
+import { Field, Float, Int, ObjectType } from 'type-graphql';
+import { ProjectRecord } from '../projects/project-record.model.js';
 
 export type RunConfig = Record<string, string | number | boolean>;
 
@@ -11,13 +12,7 @@ export type RunConfig = Record<string, string | number | boolean>;
 })
 @index({ projectId: 1, name: 1, version: 1 }, { unique: true })
 @index({ projectId: 1, createdAt: -1 })
-export class TrainingConfig {
-  @Field(() => ID, { name: 'id' })
-  readonly _id!: Types.ObjectId;
-
-  @prop({ required: true, type: () => Types.ObjectId })
-  projectId!: Types.ObjectId;
-
+export class TrainingConfig extends ProjectRecord {
   @Field(() => String)
   @prop({ required: true })
   name!: string;

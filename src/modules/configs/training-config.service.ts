@@ -1,6 +1,6 @@
 import { Types } from 'mongoose';
 import { badUserInput, conflict, isDuplicateKeyError, type FieldViolation } from '../../errors.js';
-import { findPage, type Page, type PageArgs } from '../../graphql/connection.js';
+import { findPages, type Page, type PageArgs } from '../../graphql/connection.js';
 import type { CreateTrainingConfigInput } from './training-config.inputs.js';
 import { TrainingConfigModel, type RunConfig, type TrainingConfig } from './training-config.model.js';
 
@@ -34,8 +34,9 @@ export class TrainingConfigService {
     throw conflict(`Too many concurrent saves of "${fields.name}": try again.`);
   }
 
-  list(projectId: Types.ObjectId, args: PageArgs): Promise<Page<TrainingConfig>> {
-    return findPage(TrainingConfigModel, { projectId }, args);
+  /** A page of configs for each project, by project id. */
+  pagesByProject(projectIds: readonly Types.ObjectId[], args: PageArgs): Promise<Map<string, Page<TrainingConfig>>> {
+    return findPages(TrainingConfigModel, 'projectId', projectIds, {}, args);
   }
 }
 

@@ -1,6 +1,7 @@
 import { getModelForClass, index, modelOptions, prop } from '@typegoose/typegoose';
 import { Types } from 'mongoose';
-import { Field, ID, ObjectType, registerEnumType } from 'type-graphql';
+import { Field, ObjectType, registerEnumType } from 'type-graphql';
+import { ProjectRecord } from '../projects/project-record.model.js';
 
 export enum DeploymentStatus {
   QUEUED = 'QUEUED',
@@ -19,15 +20,9 @@ export function deploymentFinished(status: DeploymentStatus): boolean {
 @modelOptions({ schemaOptions: { collection: 'deployments', timestamps: true } })
 @index({ nodeId: 1, createdAt: -1 })
 @index({ status: 1, createdAt: 1 })
-export class Deployment {
-  @Field(() => ID, { name: 'id' })
-  readonly _id!: Types.ObjectId;
-
+export class Deployment extends ProjectRecord {
   @prop({ required: true, type: () => Types.ObjectId })
   nodeId!: Types.ObjectId;
-
-  @prop({ required: true, type: () => Types.ObjectId })
-  projectId!: Types.ObjectId;
 
   @Field(() => DeploymentStatus)
   @prop({ required: true, enum: DeploymentStatus, type: () => String })

@@ -1,6 +1,6 @@
 import { getModelForClass, index, modelOptions, prop } from '@typegoose/typegoose';
-import { Types } from 'mongoose';
-import { Field, ID, Int, ObjectType, registerEnumType } from 'type-graphql';
+import { Field, Int, ObjectType, registerEnumType } from 'type-graphql';
+import { ProjectRecord } from '../projects/project-record.model.js';
 
 export enum NodeStatus {
   REGISTERED = 'REGISTERED',
@@ -16,13 +16,7 @@ registerEnumType(NodeStatus, { name: 'NodeStatus' });
 @modelOptions({ schemaOptions: { collection: 'nodes', timestamps: true } })
 @index({ projectId: 1, nameKey: 1 }, { unique: true })
 @index({ projectId: 1, partitionId: 1 }, { unique: true })
-export class Node {
-  @Field(() => ID, { name: 'id' })
-  readonly _id!: Types.ObjectId;
-
-  @prop({ required: true, type: () => Types.ObjectId })
-  projectId!: Types.ObjectId;
-
+export class Node extends ProjectRecord {
   @Field(() => String)
   @prop({ required: true })
   name!: string;

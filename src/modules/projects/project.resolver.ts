@@ -99,12 +99,14 @@ export class ProjectResolver {
 
   @FieldResolver(() => FlowerAppConnection, { complexity: connectionComplexity })
   apps(@Root() project: Project, @Args(() => PageArgs) args: PageArgs, @Ctx() ctx: Context) {
-    return ctx.services.apps.list(project._id, args);
+    return ctx.loaders.grouped.load(`Project.apps ${JSON.stringify(args)}`, project._id,
+      (projectIds) => ctx.services.apps.pagesByProject(projectIds, args));
   }
 
   @FieldResolver(() => TrainingConfigConnection, { complexity: connectionComplexity })
   configs(@Root() project: Project, @Args(() => PageArgs) args: PageArgs, @Ctx() ctx: Context) {
-    return ctx.services.configs.list(project._id, args);
+    return ctx.loaders.grouped.load(`Project.configs ${JSON.stringify(args)}`, project._id,
+      (projectIds) => ctx.services.configs.pagesByProject(projectIds, args));
   }
 }
 

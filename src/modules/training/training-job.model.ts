@@ -1,6 +1,7 @@
 import { getModelForClass, index, modelOptions, prop } from '@typegoose/typegoose';
 import { Types } from 'mongoose';
-import { Field, ID, Int, ObjectType, registerEnumType } from 'type-graphql';
+import { Field, Int, ObjectType, registerEnumType } from 'type-graphql';
+import { ProjectRecord } from '../projects/project-record.model.js';
 
 export enum TrainingJobStatus {
   QUEUED = 'QUEUED',
@@ -40,13 +41,7 @@ export class Lease {
 @modelOptions({ schemaOptions: { collection: 'training_jobs', timestamps: true } })
 @index({ status: 1, createdAt: -1 })
 @index({ projectId: 1, createdAt: -1 })
-export class TrainingJob {
-  @Field(() => ID, { name: 'id' })
-  readonly _id!: Types.ObjectId;
-
-  @prop({ required: true, type: () => Types.ObjectId })
-  projectId!: Types.ObjectId;
-
+export class TrainingJob extends ProjectRecord {
   @prop({ required: true, type: () => Types.ObjectId })
   appId!: Types.ObjectId;
 
@@ -76,6 +71,13 @@ export class TrainingJob {
   @Field(() => Int)
   @prop({ required: true })
   totalRounds!: number;
+
+  /**
+   * Each phase's newest metrics (see latestMetricsToJson), copied here as they arrive, so that a
+   * page of jobs shows them without reading round_metrics.
+   */
+  @prop({ required: true, default: '[]' })
+  latestMetricsJson!: string;
 
   /** JSON text of the run-config overrides passed to Flower (keys may contain dots). */
   @prop({ required: true })

@@ -11,7 +11,7 @@ import { Project } from '../projects/project.model.js';
 import { authorizeInProject, type Caller } from '../projects/project.policy.js';
 import { User } from '../users/user.model.js';
 import { JobLogLine } from './job-log-line.model.js';
-import { MetricPhase, RoundMetric, type MetricValues } from './round-metric.model.js';
+import { latestMetricsFromJson, MetricPhase, RoundMetric, type MetricRecord, type MetricValues } from './round-metric.model.js';
 import { FederationKind, TrainingJob, TrainingJobStatus } from './training-job.model.js';
 import { StartTrainingInput, TrainingJobsArgs } from './training.inputs.js';
 import { jobLogStream, jobUpdateStream, roundMetricStream } from './training.streams.js';
@@ -106,7 +106,8 @@ export class TrainingJobResolver {
 
   @FieldResolver(() => String, { nullable: true, description: 'Why the job is queued, failed or was cancelled.' })
   statusReason(@Root() job: TrainingJob, @Ctx() ctx: Context): Promise<string | null> | string | null {
-    return job.status === TrainingJobStatus.QUEUED ? ctx.services.training.queuedReason(job) : job.statusReason;
+    if (job.status !== TrainingJobStatus.QUEUED) return job.statusReason;
+    return ctx.loaders.grouped.load('TrainingJob.statusReason', job._id, (jobIds) => ctx.services.training.queuedReasons(jobIds));
   }
 
   @FieldResolver(() => [RoundMetric])
@@ -120,8 +121,8 @@ export class TrainingJobResolver {
   }
 
   @FieldResolver(() => [RoundMetric], { description: "Each phase's most recent round." })
-  latestMetrics(@Root() job: TrainingJob, @Ctx() ctx: Context): Promise<RoundMetric[]> {
-    return ctx.services.training.latestMetrics(job._id);
+  latestMetrics(@Root() job: TrainingJob): MetricRecord[] {
+    return latestMetricsFromJson(job.latestMetricsJson);
   }
 
   @FieldResolver(() => [JobLogLine], { description: `The last lines of ServerApp output (${DEFAULT_LOG_LINES} by default).` })
@@ -142,6 +143,7 @@ export class RoundMetricResolver {
 export class ProjectTrainingJobsResolver {
   @FieldResolver(() => TrainingJobConnection, { complexity: connectionComplexity })
   trainingJobs(@Root() project: Project, @Args(() => TrainingJobsArgs) args: TrainingJobsArgs, @Ctx() ctx: Context): Promise<Page<TrainingJob>> {
-    return ctx.services.training.list(project._id, args);
+    return ctx.loaders.grouped.load(`Project.trainingJobs ${JSON.stringify(args)}`, project._id,
+      (projectIds) => ctx.services.training.pagesByProject(projectIds, args));
   }
 }

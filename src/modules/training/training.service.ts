@@ -1,13 +1,15 @@
 import { Types } from 'mongoose';
 import { claim } from '../../db/claims.js';
 import { badUserInput, conflict, isDuplicateKeyError, notFound } from '../../errors.js';
-import { findPage, type Page, type PageArgs } from '../../graphql/connection.js';
+import { findPages, type Page, type PageArgs } from '../../graphql/connection.js';
 import { topic, type PubSub, type Subscription } from '../../pubsub/pubsub.js';
 import type { FlowerApp } from '../apps/flower-app.model.js';
 import type { TrainingConfig } from '../configs/training-config.model.js';
 import { NodeModel, NodeStatus } from '../nodes/node.model.js';
 import { JobLogLineModel, type JobLogLine } from './job-log-line.model.js';
-import { MetricPhase, RoundMetricModel, type MetricValues, type RoundMetric } from './round-metric.model.js';
+import {
+  latestMetricsFromJson, latestMetricsToJson, latestOfEachPhase, RoundMetricModel, type MetricPhase, type MetricValues, type RoundMetric,
+} from './round-metric.model.js';
 import { runConfigFor } from './run-config.js';
 import {
   FederationKind, isFinished, TrainingJobModel, TrainingJobStatus, UNFINISHED_STATUSES, type TrainingJob,
@@ -25,7 +27,6 @@ export const runnerWakeUps = topic<{ cancelJobId?: string }>('training-runner.wa
 
 export const LOG_LINES_KEPT = 5_000;
 const CANCEL_WAIT_MS = 30_000;
-const PHASE_ORDER = [MetricPhase.TRAIN, MetricPhase.EVALUATE, MetricPhase.SERVER_EVALUATE];
 
 export interface TrainingLimits { maxLocalSupernodes: number; maxConcurrentJobs: number }
 
@@ -103,19 +104,30 @@ export class TrainingService {
   }
 
   /**
-   * Stores one round's metrics once, then publishes them. Safe to repeat: a repeated event (or a
-   * retry after an outage) stores and publishes nothing again, but still brings currentRound up.
+   * Stores one round's metrics once, then publishes them, and keeps the job's currentRound and
+   * latestMetrics up to date. Safe to repeat: a repeated event (or a retry after an outage) stores
+   * and publishes no metric again, and leaves the job as it was.
    */
   async recordMetric(job: TrainingJob, round: number, phase: MetricPhase, values: MetricValues, recordedAt: Date): Promise<void> {
+    const record = { round, phase, valuesJson: JSON.stringify(values), recordedAt };
     let metric: RoundMetric | undefined;
     try {
-      metric = (await RoundMetricModel.create({ jobId: job._id, round, phase, valuesJson: JSON.stringify(values), recordedAt })).toObject();
+      metric = (await RoundMetricModel.create({ jobId: job._id, ...record })).toObject();
     } catch (error) {
       if (!isDuplicateKeyError(error)) throw error;
     }
     if (metric) this.pubsub.publish(jobEvents(job._id.toHexString()), { type: 'metric', metric });
-    const current = await TrainingJobModel.findById(job._id, { currentRound: 1 }).lean<TrainingJob>().exec();
-    if (round > (current?.currentRound ?? -1)) await this.update(job._id.toHexString(), { currentRound: round });
+    // One runner records a job's metrics, one at a time: this read-then-write does not race.
+    const current = await TrainingJobModel.findById(job._id, { currentRound: 1, latestMetricsJson: 1 }).lean<TrainingJob>().exec();
+    if (!current) return;
+    const kept = latestMetricsFromJson(current.latestMetricsJson ?? '[]');
+    const latestMetrics = latestOfEachPhase([...kept, record]);
+    const changes: Partial<TrainingJob> = {};
+    if (round > (current.currentRound ?? -1)) changes.currentRound = round;
+    if (latestMetrics.includes(record) && !kept.some((metric) => metric.phase === phase && metric.round === round)) {
+      changes.latestMetricsJson = latestMetricsToJson(latestMetrics);
+    }
+    if (Object.keys(changes).length > 0) await this.update(job._id.toHexString(), changes);
   }
 
   /** Appends ServerApp output; only the last LOG_LINES_KEPT lines per job are kept. */
@@ -139,8 +151,9 @@ export class TrainingService {
     return TrainingJobModel.findById(jobId).lean<TrainingJob>().exec();
   }
 
-  list(projectId: Types.ObjectId, args: PageArgs & { status?: TrainingJobStatus | null }): Promise<Page<TrainingJob>> {
-    return findPage(TrainingJobModel, args.status ? { projectId, status: args.status } : { projectId }, args);
+  /** A page of jobs for each project, by project id. */
+  pagesByProject(projectIds: readonly Types.ObjectId[], args: PageArgs & { status?: TrainingJobStatus | null }): Promise<Map<string, Page<TrainingJob>>> {
+    return findPages(TrainingJobModel, 'projectId', projectIds, args.status ? { status: args.status } : {}, args);
   }
 
   /** Metrics in the order Flower aggregated them (rounds ascending). */
@@ -151,11 +164,17 @@ export class TrainingService {
     return RoundMetricModel.find(filter).sort({ round: 1, recordedAt: 1 }).lean<RoundMetric[]>().exec();
   }
 
-  /** The most recent round's metrics of each phase. */
-  async latestMetrics(jobId: Types.ObjectId): Promise<RoundMetric[]> {
-    const latest = new Map<MetricPhase, RoundMetric>();
-    for (const metric of await this.metrics(jobId)) latest.set(metric.phase, metric);
-    return PHASE_ORDER.flatMap((phase) => latest.get(phase) ?? []);
+  /**
+   * Gives jobs stored before the latest metrics were kept on the job their latest metrics. Runs at
+   * start; quick once done, and harmless when several instances run it at once.
+   */
+  async backfillLatestMetrics(): Promise<void> {
+    const missing = { latestMetricsJson: { $exists: false } };
+    const jobs = await TrainingJobModel.find(missing, { _id: 1 }).lean<TrainingJob[]>().exec();
+    for (const { _id } of jobs) {
+      const latestMetricsJson = latestMetricsToJson(latestOfEachPhase(await this.metrics(_id)));
+      await TrainingJobModel.updateOne({ _id, ...missing }, { $set: { latestMetricsJson } }).exec();
+    }
   }
 
   async logs(jobId: Types.ObjectId, last: number): Promise<JobLogLine[]> {
@@ -163,19 +182,25 @@ export class TrainingService {
     return lines.reverse();
   }
 
-  /** Why a queued job waits, and its place in line, as of now. */
-  async queuedReason(job: TrainingJob): Promise<string> {
-    const remoteWait = await remoteWaitReason(job);
-    if (remoteWait) return remoteWait;
-    const [ahead, running] = await Promise.all([
-      TrainingJobModel.countDocuments({
-        status: TrainingJobStatus.QUEUED,
-        $or: [{ createdAt: { $lt: job.createdAt } }, { createdAt: job.createdAt, _id: { $lt: job._id } }],
-      }).exec(),
+  /**
+   * Why each of these queued jobs waits, and its place in line, as of now, by id. The queue is
+   * read once for all of them (a page may show many queued jobs).
+   */
+  async queuedReasons(jobIds: readonly Types.ObjectId[]): Promise<Map<string, string>> {
+    const [queue, running] = await Promise.all([
+      TrainingJobModel.find({ status: TrainingJobStatus.QUEUED }).sort({ createdAt: 1, _id: 1 }).lean<TrainingJob[]>().exec(),
       TrainingJobModel.countDocuments({ status: { $in: [TrainingJobStatus.STARTING, TrainingJobStatus.RUNNING] } }).exec(),
     ]);
     const capacity = `${running} of ${this.limits.maxConcurrentJobs} runner slot${this.limits.maxConcurrentJobs === 1 ? '' : 's'} busy`;
-    return `Waiting for a free runner (${capacity}); position ${ahead + 1} in line.`;
+    const reasons = new Map<string, string>();
+    for (const id of jobIds) {
+      const position = queue.findIndex((queued) => queued._id.equals(id));
+      const reason = position < 0
+        ? 'Leaving the queue: a runner is starting it, or it was cancelled.'
+        : await remoteWaitReason(queue[position]!) ?? `Waiting for a free runner (${capacity}); position ${position + 1} in line.`;
+      reasons.set(id.toHexString(), reason);
+    }
+    return reasons;
   }
 
   async hasUnfinishedJobs(filter: { projectId?: Types.ObjectId; appId?: Types.ObjectId }): Promise<boolean> {

@@ -2,13 +2,17 @@ import type { Services } from '../../services.js';
 import type { JobLogLine } from './job-log-line.model.js';
 import type { RoundMetric } from './round-metric.model.js';
 import { isFinished, type TrainingJob } from './training-job.model.js';
-import { jobEvents } from './training.service.js';
+import { jobEvents, type JobEvent } from './training.service.js';
 
-// Every stream subscribes before it reads, so nothing published in between is missed.
+// Every stream subscribes before it reads, so nothing published in between is missed. Each
+// accepts only the events it uses: a job's topic also carries every log line and job update, and
+// thousands of subscribers may follow one job.
+
+const isEnd = (event: JobEvent) => event.type === 'updated' && isFinished(event.job.status);
 
 /** The job as it is now, then every change; ends with the job. */
 export async function* jobUpdateStream(services: Services, job: TrainingJob): AsyncGenerator<TrainingJob> {
-  const events = services.pubsub.subscribe(jobEvents(job._id.toHexString()));
+  const events = services.pubsub.subscribe(jobEvents(job._id.toHexString()), (event) => event.type === 'updated');
   try {
     await events.ready;
     const current = (await services.training.get(job._id.toHexString())) ?? job;
@@ -27,7 +31,7 @@ export async function* jobUpdateStream(services: Services, job: TrainingJob): As
 
 /** Stored metrics from `fromRound` on (none without it), then live ones; each (round, phase) once. */
 export async function* roundMetricStream(services: Services, job: TrainingJob, fromRound?: number | null): AsyncGenerator<RoundMetric> {
-  const events = services.pubsub.subscribe(jobEvents(job._id.toHexString()));
+  const events = services.pubsub.subscribe(jobEvents(job._id.toHexString()), (event) => event.type === 'metric' || isEnd(event));
   const sent = new Set<string>();
   const firstTime = (metric: RoundMetric) => {
     const key = `${metric.round}:${metric.phase}`;
@@ -47,7 +51,7 @@ export async function* roundMetricStream(services: Services, job: TrainingJob, f
         firstTime(event.metric)) {
         yield event.metric;
       }
-      if (event.type === 'updated' && isFinished(event.job.status)) return;
+      if (isEnd(event)) return;
     }
   } finally {
     await events.return?.();
@@ -56,14 +60,14 @@ export async function* roundMetricStream(services: Services, job: TrainingJob, f
 
 /** ServerApp output from now on; ends with the job. */
 export async function* jobLogStream(services: Services, job: TrainingJob): AsyncGenerator<JobLogLine> {
-  const events = services.pubsub.subscribe(jobEvents(job._id.toHexString()));
+  const events = services.pubsub.subscribe(jobEvents(job._id.toHexString()), (event) => event.type === 'log' || isEnd(event));
   try {
     await events.ready;
     const current = (await services.training.get(job._id.toHexString())) ?? job;
     if (isFinished(current.status)) return;
     for await (const event of events) {
       if (event.type === 'log') yield event.line;
-      if (event.type === 'updated' && isFinished(event.job.status)) return;
+      if (isEnd(event)) return;
     }
   } finally {
     await events.return?.();

@@ -1,23 +1,34 @@
-import { constants as zlibConstants, deflateRawSync, gzipSync } from 'node:zlib';
-
-/** ZIP archives written byte by byte, for what no library writes: crafted bombs, ZIP64 records on small files. */
+// ZIP archives written byte by byte, for what no library writes: crafted bombs, ZIP64 records on
+// small files. Plain JavaScript (types from JSDoc), so that the tests and bench/ share it.
+import { constants as zlibConstants, crc32, deflateRawSync } from 'node:zlib';
 
 const MiB = 1024 * 1024;
 
-export const crc32Of = (data: Buffer) => { const gzip = gzipSync(data); return gzip.readUInt32LE(gzip.length - 8); };
+/**
+ * @typedef {object} RawEntry
+ * @property {string} name
+ * @property {Buffer} data what the archive holds: the bytes themselves (method 0) or raw deflate (8)
+ * @property {0 | 8} [method] 0, stored, by default
+ * @property {number} [crc32] declared CRC-32; the stored data's by default
+ * @property {number} [uncompressedSize] declared size; the stored data's by default
+ */
 
-export interface RawEntry { name: string; data: Buffer; method?: 0 | 8; crc32?: number; uncompressedSize?: number }
-
-/** A ZIP written byte by byte, for what no library writes: ZIP64 records on small files, a crafted bomb. */
-export function handBuiltArchive(entries: RawEntry[], { zip64 = false } = {}): Buffer {
+/**
+ * @param {RawEntry[]} entries
+ * @param {{ zip64?: boolean }} [options]
+ * @returns {Buffer}
+ */
+export function handBuiltArchive(entries, { zip64 = false } = {}) {
   const U32 = 0xffffffff;
-  const records: Buffer[] = [];
-  const centralHeaders: Buffer[] = [];
+  /** @type {Buffer[]} */
+  const records = [];
+  /** @type {Buffer[]} */
+  const centralHeaders = [];
   let offset = 0;
   for (const entry of entries) {
     const name = Buffer.from(entry.name);
     const method = entry.method ?? 0;
-    const crc = entry.crc32 ?? crc32Of(entry.data);
+    const crc = entry.crc32 ?? crc32(entry.data);
     const size = entry.uncompressedSize ?? entry.data.length;
     const local = Buffer.alloc(30);
     local.writeUInt32LE(0x04034b50, 0);
@@ -75,16 +86,33 @@ export function handBuiltArchive(entries: RawEntry[], { zip64 = false } = {}): B
   return Buffer.concat([...records, directory, zip64End, locator, end]);
 }
 
-export const storedEntries = (files: Record<string, string>): RawEntry[] =>
-  Object.entries(files).map(([name, text]) => ({ name, data: Buffer.from(text) }));
+/**
+ * @param {Record<string, string>} files path -> text
+ * @returns {RawEntry[]}
+ */
+export const storedEntries = (files) => Object.entries(files).map(([name, text]) => ({ name, data: Buffer.from(text) }));
 
-/** Deflate data for `mebibytes` MiB of zeros: one compressed MiB repeated, each ending on a byte boundary. */
-export function deflatedZeros(mebibytes: number): Buffer {
+/**
+ * Deflate data for `mebibytes` MiB of zeros: one compressed MiB repeated, each ending on a byte boundary.
+ * @param {number} mebibytes
+ * @returns {Buffer}
+ */
+export function deflatedZeros(mebibytes) {
   const oneMebibyte = deflateRawSync(Buffer.alloc(MiB), { level: 9, finishFlush: zlibConstants.Z_SYNC_FLUSH });
-  return Buffer.concat([...Array<Buffer>(mebibytes).fill(oneMebibyte), deflateRawSync(Buffer.alloc(0))]);
+  return Buffer.concat([...Array(mebibytes).fill(oneMebibyte), deflateRawSync(Buffer.alloc(0))]);
 }
-/** zlib.crc32(Buffer.alloc(400 * 1024 * 1024)), computed once with Python. */
-export const CRC32_OF_400_MIB_OF_ZEROS = 0x432befad;
+
+/**
+ * CRC-32 of `mebibytes` MiB of zeros, without holding them all.
+ * @param {number} mebibytes
+ * @returns {number}
+ */
+export function crc32OfZeros(mebibytes) {
+  const zeros = Buffer.alloc(MiB);
+  let crc = 0;
+  for (let i = 0; i < mebibytes; i += 1) crc = crc32(zeros, crc);
+  return crc;
+}
 
 // --- Zip bombs that look like Flower Apps --------------------------------------------------------
 
@@ -97,27 +125,33 @@ const APP_FILES = {
   'bomb/client_app.py': 'app = None\n',
 };
 
-/** Under 1 MB, and its central directory honestly declares what it expands to: 400 MB of zeros. */
-export function declaredZipBomb(): Buffer {
+/**
+ * Under 1 MB, and its central directory honestly declares what it expands to: `mebibytes` MiB of zeros.
+ * @param {number} [mebibytes]
+ * @returns {Buffer}
+ */
+export function declaredZipBomb(mebibytes = 400) {
   return handBuiltArchive([...storedEntries(APP_FILES), {
-    name: 'bomb/weights.bin', data: deflatedZeros(400), method: 8, crc32: CRC32_OF_400_MIB_OF_ZEROS, uncompressedSize: 400 * MiB,
+    name: 'bomb/weights.bin', data: deflatedZeros(mebibytes), method: 8, crc32: crc32OfZeros(mebibytes), uncompressedSize: mebibytes * MiB,
   }]);
 }
 
 /**
  * Under 1 MB, and nothing in its central directory gives it away: `pieces` honest 1 MiB entries of
  * zeros (each too small for the compression-ratio rule, together within the 100 MB limit), then
- * an entry that declares 1 MiB but inflates to 400 MB. Only inflating finds the lie, after
- * inflating every piece before it.
+ * an entry that declares 1 MiB but inflates to `mebibytes` MiB. Only inflating finds the lie,
+ * after inflating every piece before it.
+ * @param {{ pieces?: number, mebibytes?: number }} [options]
+ * @returns {Buffer}
  */
-export function splitZipBomb(pieces = 95): Buffer {
+export function splitZipBomb({ pieces = 95, mebibytes = 400 } = {}) {
   const oneMebibyte = deflatedZeros(1);
-  const crc = crc32Of(Buffer.alloc(MiB));
+  const crc = crc32OfZeros(1);
   return handBuiltArchive([
     ...storedEntries(APP_FILES),
-    ...Array.from({ length: pieces }, (_, i): RawEntry => ({
+    ...Array.from({ length: pieces }, (_, i) => /** @type {RawEntry} */ ({
       name: `bomb/shards/${i}.bin`, data: oneMebibyte, method: 8, crc32: crc, uncompressedSize: MiB,
     })),
-    { name: 'bomb/weights.bin', data: deflatedZeros(400), method: 8, crc32: crc, uncompressedSize: MiB },
+    { name: 'bomb/weights.bin', data: deflatedZeros(mebibytes), method: 8, crc32: crc, uncompressedSize: MiB },
   ]);
 }
