@@ -56,14 +56,16 @@ async function main() {
   console.log(`\nfan-out: roundMetrics of one digits-app job (${rounds} rounds, 2 clients, ${expected} metrics); ` +
     `subscribers are ${members} project members + the owner, spread over worker threads; KB/MB = 10^3/10^6 bytes`);
   printTable(['subscribers', 'deliveries', 'p50 ms', 'p99 ms', 'max ms', 'last sub. p50 ms', 'last sub. max ms', 'RSS before MB',
-    'RSS after MB', 'KB/subscriber', 'live heap KB/sub.', 'subscribe s', 'Pollen CPU s', 'client lag max ms'], runs.map((run) => [
+    'RSS after MB', 'KB/subscriber', 'after GC KB/sub.', 'live heap KB/sub.', 'subscribe s', 'Pollen CPU s', 'client lag max ms'], runs.map((run) => [
     `${run.subscribers}${run === baseline ? ' (baseline)' : ''}`, `${run.latency.count}/${run.subscribers * expected}`,
     ms(run.latency.p50), ms(run.latency.p99), ms(run.latency.max), ms(run.last.p50), ms(run.last.max),
-    mb(run.rssBefore), mb(run.rssAfter), perSubscriber(run, run.perSubscriber), perSubscriber(run, run.liveHeapPerSubscriber),
+    mb(run.rssBefore), mb(run.rssAfter), perSubscriber(run, run.perSubscriber), perSubscriber(run, run.rssAfterGcPerSubscriber),
+    perSubscriber(run, run.liveHeapPerSubscriber),
     (run.subscribeMs / 1000).toFixed(1), run.cpu.toFixed(1), ms(run.clientLagMax),
   ]));
   console.log(`(KB/subscriber: RSS after - before, over N, shown from ${MIN_FOR_MEMORY} subscribers on: RSS moves by MBs on its own; ` +
-    'live heap: V8 heap used after a forced full GC (taken after the RSS readings), against the baseline run\'s; ' +
+    'after GC: RSS after - before again, right after a forced full GC (taken after the RSS readings); ' +
+    'live heap: V8 heap used after that GC, against the baseline run\'s; ' +
     'Pollen CPU s: from starting the measured job until it ended; client lag: worst event-loop delay of a subscriber thread)');
   console.log('\nratios to the baseline (same run), and Pollen CPU per extra delivery:');
   printTable(['subscribers', 'p50', 'p99', 'max', 'last sub. max', 'CPU us/extra delivery'], runs.slice(1).map((run) => [
@@ -136,7 +138,7 @@ async function fanOut({ subscribers, rounds, workers, members, connectBatch }) {
   const rssAfter = processMemory(pollen.pid).rss;
   // Then, to tell garbage from what stays: the live V8 heap after a forced full GC.
   await inspector.collectGarbage();
-  const heapAfterGc = (await inspector.memoryUsage()).heapUsed;
+  const { heapUsed: heapAfterGc, rss: rssAfterGc } = await inspector.memoryUsage();
 
   progress(`${subscribers} subscribers: cancelling the blocker; job ${jobId} starts`);
   for (const { worker } of threads) worker.postMessage('measure');
@@ -169,6 +171,7 @@ async function fanOut({ subscribers, rounds, workers, members, connectBatch }) {
     rssBefore,
     rssAfter,
     perSubscriber: (rssAfter - rssBefore) / subscribers,
+    rssAfterGcPerSubscriber: (rssAfterGc - rssBefore) / subscribers,
     heapAfterGc,
     subscribeMs,
     cpu,
