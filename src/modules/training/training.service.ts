@@ -188,7 +188,8 @@ export class TrainingService {
    */
   async queuedReasons(jobIds: readonly Types.ObjectId[]): Promise<Map<string, string>> {
     const [queue, running] = await Promise.all([
-      TrainingJobModel.find({ status: TrainingJobStatus.QUEUED }).sort({ createdAt: 1, _id: 1 }).lean<TrainingJob[]>().exec(),
+      TrainingJobModel.find({ status: TrainingJobStatus.QUEUED }, { createdAt: 1, projectId: 1, federation: 1, clients: 1 })
+        .sort({ createdAt: 1, _id: 1 }).lean<TrainingJob[]>().exec(),
       TrainingJobModel.countDocuments({ status: { $in: [TrainingJobStatus.STARTING, TrainingJobStatus.RUNNING] } }).exec(),
     ]);
     const capacity = `${running} of ${this.limits.maxConcurrentJobs} runner slot${this.limits.maxConcurrentJobs === 1 ? '' : 's'} busy`;
