@@ -17,6 +17,10 @@ describe('npm run demo', () => {
   it('signs up, uploads the example, trains 3 rounds on 2 clients and prints the metrics live', async () => {
     const { stdout } = await promisify(execFile)('npm', ['run', '--silent', 'demo'], {
       cwd: REPO_ROOT, env: { ...process.env, POLLEN_URL: pollen.url }, timeout: 240_000,
+    }).catch((error: Error & { stdout?: string; stderr?: string }) => {
+      // The demo's own output says why it stopped; the rejection alone says only that it did.
+      throw new Error(`${error.message}\n--- demo stdout:\n${error.stdout}\n--- demo stderr:\n${error.stderr}\n` +
+        `--- Pollen:\n${pollen.output.slice(-30).join('\n')}`);
     });
     expect(stdout).toMatch(/Signed up as demo\./);
     expect(stdout).toMatch(/Uploaded digits-app 1\.0\.0; it declares num-server-rounds, learning-rate/);
