@@ -1,12 +1,12 @@
 import mongoose from 'mongoose';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import {
-  AddProjectMemberDocument, CreateProjectDocument, CreateTrainingConfigDocument, ProjectsDocument, ProjectsOverviewDocument,
-  StartTrainingDocument, TrainingJobDocument, UploadAppDocument,
+  AddProjectMemberDocument, CancelTrainingDocument, CreateProjectDocument, CreateTrainingConfigDocument, ProjectsDocument, ProjectsOverviewDocument,
+  StartTrainingDocument, TrainingJobDocument, TrainingJobUpdatedDocument, UploadAppDocument,
 } from './generated/graphql.js';
 import { flowerAppZip } from './support/fixtures.js';
 import { MongoCommandCounter } from './support/mongo-command-counter.mjs';
-import { GraphQLClient, PollenProcess, signUp } from './support/testkit.js';
+import { connectWebSocket, GraphQLClient, PollenProcess, signUp } from './support/testkit.js';
 
 let counter: MongoCommandCounter;
 let pollen: PollenProcess;
@@ -107,6 +107,27 @@ describe('loading related records', () => {
       const hasApp = jobsOf.has(project.id);
       expect([project.apps.totalCount, project.configs.totalCount]).toEqual(hasApp ? [1, 1] : [0, 0]);
       expect(project.apps.edges).toHaveLength(hasApp ? 1 : 0);
+    }
+  });
+
+  it('reads a job once for many subscribers who arrive together, and each still sees it change', async () => {
+    const jobId = queue.at(-1)!;
+    const socket = connectWebSocket(pollen.wsUrl, client.token);
+    try {
+      counter.take();
+      const streams = Array.from({ length: 40 }, () => socket.subscribe(TrainingJobUpdatedDocument, { jobId }));
+      await vi.waitFor(() => expect(streams.every((stream) => stream.items.length === 1)).toBe(true), { timeout: 30_000 });
+      // Alone, each would read the job, its project and the job again: 120 reads. How many turns of
+      // the event loop the 40 messages arrive in varies; here they have taken 11 reads.
+      expect(counter.take().filter((name) => name === 'find').length).toBeLessThanOrEqual(30);
+      expect(new Set(streams.map((stream) => `${stream.items[0]!.trainingJobUpdated.id} ${stream.items[0]!.trainingJobUpdated.status}`)))
+        .toEqual(new Set([`${jobId} QUEUED`]));
+
+      await client.data(CancelTrainingDocument, { id: jobId });
+      await Promise.all(streams.map((stream) => stream.ended));
+      expect(new Set(streams.map((stream) => stream.items.at(-1)!.trainingJobUpdated.status))).toEqual(new Set(['CANCELLED']));
+    } finally {
+      await socket.client.dispose();
     }
   });
 

@@ -22,18 +22,45 @@ interface Operation {
 /**
  * Refuses operations that nest deeper than `maxDepth` or cost more than `maxCost` (each field
  * costs 1 unless its type-graphql `complexity` says otherwise, so alias floods add up).
- * Used by both transports, before execution.
+ * Used by both transports, before execution. Both transports reuse documents for the same text,
+ * so the verdict is kept per document and variables: thousands of subscribers sending one
+ * subscription are measured once.
  */
 export function assertWithinLimits(operation: Operation, limits: QueryLimits): void {
+  const key = verdictKey(operation, limits);
+  let verdicts = verdictsByDocument.get(operation.document);
+  const known = key === undefined ? undefined : verdicts?.get(key);
+  const verdict = known ?? measure(operation, limits);
+  if (key !== undefined && !known) {
+    if (!verdicts) verdictsByDocument.set(operation.document, (verdicts = new Map()));
+    if (verdicts.size >= VERDICTS_PER_DOCUMENT) verdicts.delete(verdicts.keys().next().value!);
+    verdicts.set(key, verdict);
+  }
+  if (verdict !== WITHIN_LIMITS) throw limitError(verdict.message, verdict.reason);
+}
+
+const WITHIN_LIMITS = 'within limits';
+type Verdict = typeof WITHIN_LIMITS | { message: string; reason: string };
+const verdictsByDocument = new WeakMap<DocumentNode, Map<string, Verdict>>();
+const VERDICTS_PER_DOCUMENT = 50;
+const MAX_KEY_LENGTH = 2_000;
+
+/** Limits, operation name and variables, when short enough to keep. */
+function verdictKey({ operationName, variables }: Operation, { maxDepth, maxCost }: QueryLimits): string | undefined {
+  const key = JSON.stringify([maxDepth, maxCost, operationName ?? null, variables ?? {}]);
+  return key.length <= MAX_KEY_LENGTH ? key : undefined;
+}
+
+function measure(operation: Operation, limits: QueryLimits): Verdict {
   const definition = selectOperation(operation.document, operation.operationName);
-  if (!definition) return; // graphql-js reports a missing operation itself.
+  if (!definition) return WITHIN_LIMITS; // graphql-js reports a missing operation itself.
   const fragments = new Map(operation.document.definitions
     .filter((d): d is FragmentDefinitionNode => d.kind === Kind.FRAGMENT_DEFINITION)
     .map((d) => [d.name.value, d]));
 
   const depth = selectionDepth(definition.selectionSet, fragments, new Set());
   if (depth > limits.maxDepth) {
-    throw limitError(`The query is nested ${depth} levels deep; the limit is ${limits.maxDepth}.`, 'QUERY_TOO_DEEP');
+    return { message: `The query is nested ${depth} levels deep; the limit is ${limits.maxDepth}.`, reason: 'QUERY_TOO_DEEP' };
   }
 
   let cost: number;
@@ -46,12 +73,12 @@ export function assertWithinLimits(operation: Operation, limits: QueryLimits): v
       estimators: [fieldExtensionsEstimator(), simpleEstimator({ defaultComplexity: 1 })],
     });
   } catch {
-    return; // Invalid variables and the like: execution reports them with their own codes.
+    return WITHIN_LIMITS; // Invalid variables and the like: execution reports them with their own codes.
   }
   if (cost > limits.maxCost) {
-    throw limitError(`The query costs ${cost}; the limit is ${limits.maxCost}. Ask for fewer fields or smaller pages.`,
-      'QUERY_TOO_COSTLY');
+    return { message: `The query costs ${cost}; the limit is ${limits.maxCost}. Ask for fewer fields or smaller pages.`, reason: 'QUERY_TOO_COSTLY' };
   }
+  return WITHIN_LIMITS;
 }
 
 function selectOperation(document: DocumentNode, name?: string | null): OperationDefinitionNode | undefined {

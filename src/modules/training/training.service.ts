@@ -1,5 +1,6 @@
 import { Types } from 'mongoose';
 import { claim } from '../../db/claims.js';
+import { readById } from '../../db/loaders.js';
 import { badUserInput, conflict, isDuplicateKeyError, notFound } from '../../errors.js';
 import { findPages, type Page, type PageArgs } from '../../graphql/connection.js';
 import { topic, type PubSub, type Subscription } from '../../pubsub/pubsub.js';
@@ -148,7 +149,7 @@ export class TrainingService {
   }
 
   get(jobId: string): Promise<TrainingJob | null> {
-    return TrainingJobModel.findById(jobId).lean<TrainingJob>().exec();
+    return readById<TrainingJob>(TrainingJobModel, jobId);
   }
 
   /** A page of jobs for each project, by project id. */
