@@ -9,6 +9,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createClient } from 'graphql-ws';
 import { MongoCommandCounter } from '../test/support/mongo-command-counter.mjs';
+import { POLLEN_NODE_FLAGS } from '../test/support/node-flags.mjs';
 import JSZip from 'jszip';
 import WebSocket from 'ws';
 
@@ -129,14 +130,14 @@ export async function stopChild(child, graceMs) {
 /**
  * Starts `node dist/main.js` on a free port with a fresh DATA_DIR. `env` adds or overrides
  * settings; without MONGODB_URI in it Pollen starts its own embedded FerretDB under DATA_DIR.
- * `pid` is the Pollen (node) process itself, for /proc figures. `nodeArgs` (or POLLEN_NODE_ARGS,
- * space-separated) go to node before the script, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`.
+ * `pid` is the Pollen (node) process itself, for /proc figures. Node gets the flags `npm start`
+ * gives it, then `nodeArgs` (or POLLEN_NODE_ARGS, space-separated), e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`.
  */
 export async function startPollen({ env: settings = {}, nodeArgs = (process.env.POLLEN_NODE_ARGS ?? '').split(' ').filter(Boolean) } = {}) {
   const dataDir = tempDir('pollen-bench-data-');
   const env = { ...process.env, PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...settings };
   if (!settings.MONGODB_URI) delete env.MONGODB_URI; // unset: Pollen starts its own FerretDB under DATA_DIR
-  const child = spawn(process.execPath, [...nodeArgs, path.join(REPO, 'dist/main.js')],
+  const child = spawn(process.execPath, [...POLLEN_NODE_FLAGS, ...nodeArgs, path.join(REPO, 'dist/main.js')],
     { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   // Pollen stops its FerretDB and Flower processes itself on SIGTERM; give it time to.
   const stop = () => stopChild(child, 30_000);

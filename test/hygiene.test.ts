@@ -57,6 +57,18 @@ describe('query limits', () => {
     expect((await strict.client().post({ query: '{ me { id } }' })).data).toEqual({ me: null });
   });
 
+  it('judge the same query again for each set of variables', async () => {
+    const { client } = await signUp(pollen);
+    const query = 'query($projects: Int, $jobs: Int) { projects(first: $projects) { edges { node { trainingJobs(first: $jobs) { edges { node { id } } } } } } }';
+    // The same text, remembered after its first use: each page size gets its own verdict.
+    for (const round of [1, 2]) {
+      const small = await client.post({ query, variables: { projects: 1, jobs: 100 } });
+      expect(small.errors, `round ${round}`).toBeUndefined();
+      const large = await client.post({ query, variables: { projects: 50, jobs: 100 } });
+      expect(large.errors![0]!.extensions, `round ${round}`).toMatchObject({ reason: 'QUERY_TOO_COSTLY' });
+    }
+  });
+
   it('apply on graphql-ws too, and the socket stays usable', async () => {
     const flood = connectWebSocket(pollen.wsUrl);
     const deep = connectWebSocket(strict.wsUrl);

@@ -14,6 +14,7 @@ import { inject } from 'vitest';
 import WebSocket from 'ws';
 import { startEmbeddedFerretDB, type EmbeddedFerretDB } from '../../src/db/embedded-ferretdb.js';
 import { zipDirectory } from './fixtures.js';
+import { POLLEN_NODE_FLAGS } from './node-flags.mjs';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const MAIN = path.join(REPO_ROOT, 'dist/main.js');
@@ -66,7 +67,7 @@ export class PollenProcess {
       ...options.env,
     };
     if (options.inspect) env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} --inspect=127.0.0.1:0`.trim();
-    const child = spawn(process.execPath, [MAIN], { env: env as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...POLLEN_NODE_FLAGS, MAIN], { env: env as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'] });
     running.add(child);
     child.once('exit', () => running.delete(child));
     const pollen = new PollenProcess(child, dataDir, database);
