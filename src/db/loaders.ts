@@ -7,18 +7,14 @@ interface FindableModel {
 
 type Identified = { _id: Types.ObjectId };
 
-/** Batches every `load(id)` of one request; the batch is read through `readManyById`. */
+/** Batches and caches every `load(id)` of one request; the batch joins the process-wide reads of `sharedReader`. */
 export function byIdLoader<T extends Identified>(model: FindableModel): DataLoader<string, T | null> {
-  return new DataLoader((ids) => readManyById<T>(model, ids));
+  return new DataLoader((ids) => sharedReader<T>(model).loadMany(ids));
 }
 
 /** One record by id, read together with every other read of this model asked for in the same turn. */
 export function readById<T extends Identified>(model: FindableModel, id: string): Promise<T | null> {
   return sharedReader<T>(model).load(id);
-}
-
-function readManyById<T extends Identified>(model: FindableModel, ids: readonly string[]): Promise<Array<T | null | Error>> {
-  return sharedReader<T>(model).loadMany(ids);
 }
 
 const OBJECT_ID = /^[0-9a-f]{24}$/i;
