@@ -100,7 +100,12 @@ describe('two Pollen instances sharing a database and Redis', () => {
     const socket = connectWebSocket(first.wsUrl, token);
     const metrics = socket.subscribe(RoundMetricsDocument, { jobId });
     await expect.poll(() => ranOn(jobId).length, { timeout: 60_000 }).toBe(1);
-    await expect.poll(() => metrics.items.length, { timeout: 120_000, interval: 200 }).toBeGreaterThan(0);
+    await expect.poll(() => metrics.items.length, { timeout: 120_000, interval: 200 }).toBeGreaterThan(0).catch(async (error: Error) => {
+      // Once seen in a full run under load (and never alone): say what became of the job.
+      const { trainingJob } = await client.data(TrainingJobDocument, { id: jobId });
+      throw new Error(`${error.message}\nThe job is ${trainingJob?.status} (${trainingJob?.statusReason}); subscription errors: ` +
+        `${JSON.stringify(metrics.errors ?? null)}\n--- first:\n${first.output.slice(-20).join('\n')}\n--- second:\n${second.output.slice(-20).join('\n')}`);
+    });
     const [runner] = ranOn(jobId);
     const survivor = runner === first ? second : first;
     await runner!.stop('SIGKILL');
