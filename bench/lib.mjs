@@ -10,6 +10,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createClient } from 'graphql-ws';
 import { MongoCommandCounter } from '../test/support/mongo-command-counter.mjs';
 import { POLLEN_NODE_FLAGS } from '../test/support/node-flags.mjs';
+import { cpuSeconds, processMemory } from '../test/support/process-figures.mjs';
 import JSZip from 'jszip';
 import WebSocket from 'ws';
 
@@ -185,22 +186,11 @@ export async function startCommandCounter(targetUri) {
 
 // ----------------------------------------------------------------------- process figures
 
-/** VmRSS and VmHWM (peak RSS) of a process, in bytes, from /proc/<pid>/status. */
-export function processMemory(pid) {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kib = (field) => Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status)?.[1]) * 1024;
-  return { rss: kib('VmRSS'), peak: kib('VmHWM') };
-}
+export { cpuSeconds, processMemory } from '../test/support/process-figures.mjs';
 
 /** Resets VmHWM to the current RSS (needs root or the process's owner). */
 export function resetPeakMemory(pid) {
   writeFileSync(`/proc/${pid}/clear_refs`, '5');
-}
-
-/** User + system CPU seconds a process has used so far (/proc/<pid>/stat, 100 ticks a second). */
-export function cpuSeconds(pid) {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** Samples a process's VmRSS every `everyMs` until stop(), which returns the highest seen. */

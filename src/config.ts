@@ -24,6 +24,12 @@ export interface Config {
   logLevel: LogLevel;
   queryMaxDepth: number;
   queryMaxCost: number;
+  /** Sign-in mutations (register, login, refreshToken, deleteAccount) per minute and client address. */
+  signInRateLimit: number;
+  /** Operations one graphql-ws socket may run at once. */
+  maxSubscriptionsPerSocket: number;
+  /** graphql-ws sockets one user may keep open on one instance. */
+  maxSocketsPerUser: number;
   maxLocalSupernodes: number;
   maxConcurrentJobs: number;
   nodeConnectTimeoutSeconds: number;
@@ -102,6 +108,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     `expected one of ${LOG_LEVELS.join(', ')}`);
   const queryMaxDepth = read('QUERY_MAX_DEPTH', 12, integer(2, 100), 'expected an integer from 2 to 100');
   const queryMaxCost = read('QUERY_MAX_COST', 5000, integer(10, 1_000_000), 'expected an integer from 10 to 1000000');
+  const signInRateLimit = read('SIGN_IN_RATE_LIMIT', 30, integer(1, 1_000_000), 'expected an integer from 1 to 1000000 (per minute)');
+  const maxSubscriptionsPerSocket = read('WS_MAX_SUBSCRIPTIONS_PER_SOCKET', 100, integer(1, 100_000),
+    'expected an integer from 1 to 100000');
+  const maxSocketsPerUser = read('WS_MAX_SOCKETS_PER_USER', 50, integer(1, 1_000_000), 'expected an integer from 1 to 1000000');
 
   const maxLocalSupernodes = read('MAX_LOCAL_SUPERNODES', 8, integer(2, 64), 'expected an integer from 2 to 64');
   const maxConcurrentJobs = read('MAX_CONCURRENT_JOBS', 1, integer(0, 64),
@@ -129,7 +139,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     nodeEnv, port, host, mongodbUri, redisUrl, dataDir,
     jwtSecret: jwtSecretFromEnv || developmentJwtSecret(dataDir),
     accessTokenTtlSeconds, refreshTokenTtlSeconds, corsOrigins,
-    maxUploadBytes, maxJsonBodyBytes, logLevel, queryMaxDepth, queryMaxCost,
+    maxUploadBytes, maxJsonBodyBytes, logLevel, queryMaxDepth, queryMaxCost, signInRateLimit, maxSubscriptionsPerSocket, maxSocketsPerUser,
     maxLocalSupernodes, maxConcurrentJobs, nodeConnectTimeoutSeconds, roundTimeoutSeconds, jobLeaseSeconds, flowerPython,
     fleetHost,
   };

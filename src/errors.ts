@@ -38,8 +38,8 @@ export function unauthenticated(message = 'You must be signed in.'): GraphQLErro
   return new GraphQLError(message, { extensions: { code: ErrorCode.UNAUTHENTICATED } });
 }
 
-export function forbidden(message = 'You are not allowed to do this.'): GraphQLError {
-  return new GraphQLError(message, { extensions: { code: ErrorCode.FORBIDDEN } });
+export function forbidden(message = 'You are not allowed to do this.', extra: Record<string, unknown> = {}): GraphQLError {
+  return new GraphQLError(message, { extensions: { code: ErrorCode.FORBIDDEN, ...extra } });
 }
 
 export function notFound(what: string): GraphQLError {

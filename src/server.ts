@@ -11,14 +11,14 @@ import type { Config } from './config.js';
 import { connectDatabase, ensureIndexes, type Database } from './db/database.js';
 import { graphiqlRouter } from './graphiql/graphiql.router.js';
 import { appArchiveRouter } from './modules/apps/app-archive.router.js';
-import { createContext, type Context } from './graphql/context.js';
+import type { Context } from './graphql/context.js';
 import { DATABASE_RETRY_AFTER_SECONDS, ErrorCode } from './errors.js';
 import { maskError, reportError } from './graphql/errors.js';
-import { assertWithinLimits, type QueryLimits } from './graphql/limits.js';
+import { MAX_TOKENS, OperationGate } from './graphql/operation-gate.js';
 import { buildPollenSchema } from './graphql/schema.js';
-import { attachGraphQLWebSocket, MAX_TOKENS } from './graphql/websocket.js';
+import { attachGraphQLWebSocket } from './graphql/websocket.js';
 import {
-  httpErrorHandler, limitMultipartLength, rejectInvalidUtf8, requestContext, requirePreflightForMultipart,
+  admitOperations, contextOf, httpErrorHandler, limitMultipartLength, rejectInvalidUtf8, requestContext, requirePreflightForMultipart,
 } from './http/request-context.js';
 import type { Logger } from './logger.js';
 import { InProcessPubSub, type PubSub } from './pubsub/pubsub.js';
@@ -56,26 +56,37 @@ async function serve(config: Config, logger: Logger, database: Database): Promis
   const schema = await buildPollenSchema(pubsub);
   const services = createServices(config, pubsub);
   await services.training.backfillLatestMetrics();
-  const limits: QueryLimits = { maxDepth: config.queryMaxDepth, maxCost: config.queryMaxCost };
+  const introspection = config.nodeEnv !== 'production';
+  const gate = new OperationGate(schema, { maxDepth: config.queryMaxDepth, maxCost: config.queryMaxCost, introspection });
 
   const app = express();
   app.disable('x-powered-by');
   const httpServer = createServer(app);
-  const webSocket = attachGraphQLWebSocket({ httpServer, schema, services, limits, logger });
+  const webSocket = attachGraphQLWebSocket({
+    httpServer, gate, services, logger,
+    limits: {
+      maxPayloadBytes: config.maxJsonBodyBytes,
+      maxSubscriptionsPerSocket: config.maxSubscriptionsPerSocket,
+      maxSocketsPerUser: config.maxSocketsPerUser,
+    },
+  });
 
   const apollo = new ApolloServer<Context>({
     schema,
-    introspection: config.nodeEnv !== 'production',
+    introspection,
     // main.ts owns signal handling and stops everything in order.
     stopOnTerminationSignals: false,
     includeStacktraceInErrorResponses: false,
     parseOptions: { maxTokens: MAX_TOKENS },
+    // Every operation reaches Apollo through admitOperations, which validated it already (with
+    // introspection refused in production); validating again would only cost time.
+    dangerouslyDisableValidation: true,
     // Request ids are added per response by the plugin below, which knows the request.
-    formatError: (formatted, error) => maskError(formatted, undefined, error),
+    formatError: (formatted, error) => maskError(formatted, undefined, error, !introspection),
     plugins: [
       ApolloServerPluginDrainHttpServer({ httpServer }),
       ApolloServerPluginLandingPageDisabled(),
-      operationPlugin(limits),
+      operationPlugin(),
     ],
   });
   await apollo.start();
@@ -98,21 +109,8 @@ async function serve(config: Config, logger: Logger, database: Database): Promis
     requirePreflightForMultipart,
     limitMultipartLength(config.maxUploadBytes, config.maxJsonBodyBytes),
     graphqlUploadExpress({ maxFileSize: config.maxUploadBytes, maxFiles: 1 }),
-    expressMiddleware(apollo, {
-      context: async ({ req }) => {
-        const authorization = req.get('authorization');
-        let viewer;
-        if (authorization) {
-          try {
-            viewer = services.tokens.verifyAccessToken(authorization);
-          } catch (error) {
-            Object.assign((error as { extensions: Record<string, unknown> }).extensions, { requestId: req.id, http: { status: 401 } });
-            throw error;
-          }
-        }
-        return createContext({ requestId: req.id, logger: req.log, viewer, services });
-      },
-    }),
+    admitOperations(gate),
+    expressMiddleware(apollo, { context: ({ req }) => contextOf(req, services) }),
   );
   app.use((_req, res) => {
     res.status(404).json({ errors: [{ message: 'Not found', extensions: { code: 'NOT_FOUND' } }] });
@@ -172,14 +170,11 @@ async function shutdown(
   logger.info('stopped');
 }
 
-/** Depth and cost limits, request ids on errors, and logging of unexpected errors with stacks. */
-function operationPlugin(limits: QueryLimits): ApolloServerPlugin<Context> {
+/** Request ids on errors, and logging of unexpected errors with stacks. */
+function operationPlugin(): ApolloServerPlugin<Context> {
   return {
     async requestDidStart() {
       return {
-        async didResolveOperation({ schema, document, operationName, request }) {
-          assertWithinLimits({ schema, document, operationName, variables: request.variables }, limits);
-        },
         async didEncounterErrors({ errors, contextValue }) {
           for (const error of errors) reportError(error, contextValue.logger);
         },

@@ -7,6 +7,8 @@ import { AuthService } from './modules/auth/auth.service.js';
 import { LoginFailureModel } from './modules/auth/login-failure.model.js';
 import { LoginLockModel } from './modules/auth/login-lock.model.js';
 import { RefreshTokenModel } from './modules/auth/refresh-token.model.js';
+import { SessionModel } from './modules/auth/session.model.js';
+import { SignInLimiter } from './modules/auth/sign-in.limiter.js';
 import { TokenService } from './modules/auth/token.service.js';
 import { TrainingConfigModel } from './modules/configs/training-config.model.js';
 import { TrainingConfigService } from './modules/configs/training-config.service.js';
@@ -42,11 +44,12 @@ export function createServices(config: Config, pubsub: PubSub): Services {
   const training = new TrainingService(pubsub, config);
   const apps = new AppService({ ...DEFAULT_ARCHIVE_LIMITS, maxBytes: config.maxUploadBytes }, training);
   const nodes = new NodeService(pubsub);
+  const projects = new ProjectService(users, apps, training, nodes, pubsub);
   return {
     users,
     tokens,
-    auth: new AuthService(users, tokens, config.refreshTokenTtlSeconds),
-    projects: new ProjectService(apps, training, nodes),
+    auth: new AuthService(users, projects, tokens, new SignInLimiter(config.signInRateLimit), pubsub, config.refreshTokenTtlSeconds),
+    projects,
     apps,
     configs: new TrainingConfigService(),
     training,
@@ -57,6 +60,6 @@ export function createServices(config: Config, pubsub: PubSub): Services {
 
 /** Every model whose indexes are created at start. */
 export const MODELS = [
-  ClaimModel, UserModel, RefreshTokenModel, LoginFailureModel, LoginLockModel, ProjectModel, FlowerAppModel, TrainingConfigModel,
+  ClaimModel, UserModel, SessionModel, RefreshTokenModel, LoginFailureModel, LoginLockModel, ProjectModel, FlowerAppModel, TrainingConfigModel,
   TrainingJobModel, RoundMetricModel, JobLogLineModel, NodeModel, DeploymentModel, DeploymentLogLineModel,
 ];

@@ -138,7 +138,7 @@ describe('signing in', () => {
     expect(locked.errors![0]!.extensions!.retryAfterSeconds).toBeGreaterThan(14 * 60);
     // The email names the same account, so it is locked too.
     expect(errorCode(await pollen.client().request(LoginDocument, {
-      input: { username: session.user.email, password },
+      input: { username: session.user.email!, password },
     }))).toBe('RATE_LIMITED');
 
     // A second instance on the same database (and this one restarted) still refuses.

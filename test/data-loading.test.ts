@@ -71,8 +71,8 @@ describe('loading related records', () => {
     const small = await commandsFor(5);
     const large = await commandsFor(50);
     expect(large).toEqual(small);
-    // The page, its total (an aggregate), and one batch of users; the viewer comes from the token.
-    expect(small.sort()).toEqual(['aggregate', 'find', 'find']);
+    // The sign-in's session (read by id), the page, its total (an aggregate), and one batch of users.
+    expect(small.sort()).toEqual(['aggregate', 'find', 'find', 'find']);
   });
 
   it('shows each project with its apps, configs, newest jobs and their place in line, in as many commands for 5 projects as for 50', async () => {
@@ -85,9 +85,9 @@ describe('loading related records', () => {
     const small = await commandsFor(5);
     const large = await commandsFor(50);
     expect(large).toEqual(small);
-    // Projects: page and total. Users: one batch. Apps, configs and jobs: each one count aggregation
-    // for all projects and one find. Queued jobs' place in line: the queue and the running count.
-    expect(small.sort()).toEqual([...Array(5).fill('aggregate'), ...Array(6).fill('find')]);
+    // The session. Projects: page and total. Users: one batch. Apps, configs and jobs: each one count
+    // aggregation for all projects and one find. Queued jobs' place in line: the queue and the running count.
+    expect(small.sort()).toEqual([...Array(5).fill('aggregate'), ...Array(7).fill('find')]);
   });
 
   // 7: more than any project has, so each shows all its jobs.

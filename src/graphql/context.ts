@@ -27,12 +27,26 @@ export interface Context {
   requestId: string;
   logger: Logger;
   viewer: Viewer | undefined;
+  /** The client's IP address, for per-client rate limits. */
+  clientAddress: string;
   services: Services;
   loaders: Loaders;
+  /** The user a sign-in mutation of this operation signed in as: they may read their own private fields in its answer. */
+  signedInAs?: string;
+  /**
+   * Projects this operation was let into (ids). An open subscription is checked against them again
+   * whenever their members change, and ends when its viewer lost access.
+   */
+  authorizedProjects: Set<string>;
 }
 
-export function createContext(base: Omit<Context, 'loaders'>): Context {
-  return { ...base, loaders: new LazyLoaders() };
+export function createContext(base: Omit<Context, 'loaders' | 'authorizedProjects'>): Context {
+  return { ...base, loaders: new LazyLoaders(), authorizedProjects: new Set() };
+}
+
+/** The same operation's context with loaders of its own: each event of a subscription reads afresh. */
+export function contextForEvent(context: Context): Context {
+  return { ...context, loaders: new LazyLoaders() };
 }
 
 /**

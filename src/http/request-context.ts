@@ -1,9 +1,14 @@
 import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
+import { HeaderMap } from '@apollo/server';
 import type { NextFunction, Request, Response } from 'express';
 import { GraphQLError } from 'graphql';
 import { DATABASE_RETRY_AFTER_SECONDS, databaseUnavailable, ErrorCode, isDatabaseUnavailableError } from '../errors.js';
+import { createContext, type Context } from '../graphql/context.js';
+import { maskError } from '../graphql/errors.js';
+import type { OperationGate, OperationRequest } from '../graphql/operation-gate.js';
 import type { Logger } from '../logger.js';
+import type { Services } from '../services.js';
 
 declare module 'express-serve-static-core' {
   interface Request {
@@ -28,6 +33,34 @@ export function requestContext(logger: Logger) {
     });
     next();
   };
+}
+
+/**
+ * The GraphQL context of an HTTP request (for /graphql and the download routes alike): who its
+ * Authorization header speaks for, checked against the sign-in's state. A bad, expired or ended
+ * token is UNAUTHENTICATED with status 401.
+ */
+export async function contextOf(req: Request, services: Services): Promise<Context> {
+  const authorization = req.get('authorization');
+  let viewer;
+  if (authorization) {
+    try {
+      viewer = await services.auth.authenticate(authorization);
+    } catch (error) {
+      // Apollo answers a failed context itself, without the plugins that add ids and statuses.
+      if (isDatabaseUnavailableError(error)) {
+        req.log.warn({ err: error }, 'database unavailable');
+        const unavailable = databaseUnavailable();
+        Object.assign(unavailable.extensions, { requestId: req.id, http: {
+          status: 503, headers: new HeaderMap([['retry-after', String(DATABASE_RETRY_AFTER_SECONDS)]]),
+        } });
+        throw unavailable;
+      }
+      if (error instanceof GraphQLError) Object.assign(error.extensions, { requestId: req.id, http: { status: 401 } });
+      throw error;
+    }
+  }
+  return createContext({ requestId: req.id, logger: req.log, viewer, services, clientAddress: req.socket.remoteAddress ?? 'unknown' });
 }
 
 const STATUS_BY_CODE: Record<string, number> = {
@@ -106,4 +139,33 @@ export function limitMultipartLength(maxUploadBytes: number, maxFormBytes: numbe
 /** JSON must be UTF-8; the default parser would quietly replace invalid bytes instead. */
 export function rejectInvalidUtf8(_req: Request, _res: Response, body: Buffer): void {
   if (!isUtf8(body)) throw Object.assign(new Error('The request body is not valid UTF-8.'), { status: 400 });
+}
+
+/**
+ * The operation gate in front of Apollo: a document it refuses gets 400 with its errors before
+ * Apollo parses, validates or runs anything. Bodies that are not one operation (a batch, no JSON)
+ * go on to Apollo, which answers them itself.
+ */
+export function admitOperations(gate: OperationGate) {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    const request = req.method === 'GET' ? operationInQueryString(req) : req.body as unknown;
+    if (typeof request !== 'object' || request === null || Array.isArray(request)) return next();
+    const admission = gate.admit(request as OperationRequest, { subscriptions: false });
+    if (!('errors' in admission)) return next();
+    res.status(400).json({ errors: admission.errors.map((error) => maskError(error.toJSON(), req.id, error, gate.hidesSchema)) });
+  };
+}
+
+function operationInQueryString(req: Request): OperationRequest | undefined {
+  const { query, operationName, variables } = req.query as Record<string, unknown>;
+  if (typeof query !== 'string') return undefined;
+  try {
+    return {
+      query,
+      operationName: typeof operationName === 'string' ? operationName : null,
+      variables: typeof variables === 'string' ? JSON.parse(variables) as Record<string, unknown> : null,
+    };
+  } catch {
+    return undefined; // unreadable variables: Apollo says so
+  }
 }

@@ -86,3 +86,39 @@ export class EventQueue<T> implements AsyncIterableIterator<T> {
     return this;
   }
 }
+
+/**
+ * `stream`, a generator that reads `events`, as an iterator whose return() closes `events` first.
+ * An async generator's own return() waits until the await it is suspended at settles, which on a
+ * quiet topic may be never; closing the subscription ends that wait, and with it the generator.
+ * `events` is closed when the stream ends by itself too.
+ */
+export function closable<T>(events: Subscription<unknown>, stream: AsyncGenerator<T>): AsyncIterableIterator<T> {
+  const close = async () => {
+    await events.return?.();
+  };
+  return {
+    async next() {
+      try {
+        const result = await stream.next();
+        if (result.done) await close();
+        return result;
+      } catch (error) {
+        await close();
+        throw error;
+      }
+    },
+    async return() {
+      await close();
+      await stream.return(undefined);
+      return { value: undefined, done: true };
+    },
+    async throw(error: unknown) {
+      await close();
+      return stream.throw(error);
+    },
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  };
+}

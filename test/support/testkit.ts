@@ -1,6 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -15,6 +15,7 @@ import WebSocket from 'ws';
 import { startEmbeddedFerretDB, type EmbeddedFerretDB } from '../../src/db/embedded-ferretdb.js';
 import { zipDirectory } from './fixtures.js';
 import { POLLEN_NODE_FLAGS } from './node-flags.mjs';
+import { cpuSeconds, processMemory } from './process-figures.mjs';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const MAIN = path.join(REPO_ROOT, 'dist/main.js');
@@ -63,6 +64,8 @@ export class PollenProcess {
       HOST: '127.0.0.1',
       DATA_DIR: dataDir,
       LOG_LEVEL: 'info',
+      // Every test file signs many users up from this one address; the limit has a test of its own.
+      SIGN_IN_RATE_LIMIT: '100000',
       MONGODB_URI: database === false ? undefined : `${inject('mongoUri')}${database}`,
       ...options.env,
     };
@@ -157,9 +160,12 @@ export class PollenProcess {
 
   /** The process's resident set size (VmRSS), in bytes. */
   rssBytes(): number {
-    const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${this.pid}/status`, 'utf8'));
-    if (!match) throw new Error(`no VmRSS for pid ${this.pid}`);
-    return Number(match[1]) * 1024;
+    return processMemory(this.pid).rss;
+  }
+
+  /** User + system CPU seconds the process has used so far (10 ms resolution). */
+  cpuSeconds(): number {
+    return cpuSeconds(this.pid);
   }
 }
 

@@ -1,6 +1,6 @@
 import { pipeline } from 'node:stream/promises';
 import { Router } from 'express';
-import { createContext } from '../../graphql/context.js';
+import { contextOf } from '../../http/request-context.js';
 import type { Services } from '../../services.js';
 import { authorizeApp } from './app.resolver.js';
 
@@ -12,10 +12,7 @@ export function appArchiveRouter(services: Services): Router {
   const router = Router();
   router.get('/apps/:id/archive', async (req, res, next) => {
     try {
-      const authorization = req.get('authorization');
-      const viewer = authorization ? services.tokens.verifyAccessToken(authorization) : undefined;
-      const ctx = createContext({ requestId: req.id, logger: req.log, viewer, services });
-      const { record: app } = await authorizeApp(ctx, req.params.id, 'read');
+      const { record: app } = await authorizeApp(await contextOf(req, services), req.params.id, 'read');
       res.set({
         'Content-Type': 'application/zip',
         'Content-Length': String(app.sizeBytes),

@@ -1,5 +1,4 @@
 import type { FileUpload } from 'graphql-upload-ts';
-import { GraphQLUpload } from 'graphql-upload-ts';
 import { GraphQLJSONObject } from 'graphql-scalars';
 import { Arg, Ctx, FieldResolver, ID, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
 import type { Context } from '../../graphql/context.js';
@@ -8,6 +7,7 @@ import { Project } from '../projects/project.model.js';
 import { authorizeInProject, authorizeProject, type ProjectAction } from '../projects/project.policy.js';
 import { User } from '../users/user.model.js';
 import { FlowerApp } from './flower-app.model.js';
+import { UploadScalar } from './uploaded-archive.js';
 
 @ObjectType()
 export class FlowerAppConnection extends ConnectionType('FlowerApp', FlowerApp) {}
@@ -31,7 +31,7 @@ export class AppResolver {
   @Mutation(() => FlowerApp, { description: 'Validates the ZIP completely, then stores it; the same bytes again return the same app.' })
   async uploadApp(
     @Arg('projectId', () => ID) projectId: string,
-    @Arg('file', () => GraphQLUpload) file: Promise<FileUpload>,
+    @Arg('file', () => UploadScalar) file: Promise<FileUpload>,
     @Ctx() ctx: Context,
   ): Promise<FlowerApp> {
     const { project, userId } = await authorizeProject(ctx, projectId, 'uploadApp');

@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { open, type FileHandle } from 'node:fs/promises';
-import type { FileUpload } from 'graphql-upload-ts';
+import { GraphQLScalarType } from 'graphql';
+import { GraphQLUpload, type FileUpload } from 'graphql-upload-ts';
+import { badUserInput } from '../../errors.js';
 import { archiveTooLarge } from './app-archive.js';
 import { readChunks, type ArchiveSource } from './archive-source.js';
 
@@ -18,27 +20,31 @@ export class UploadedArchive implements ArchiveSource {
   private constructor(private readonly file: FileHandle, readonly size: number) {}
 
   static async open(upload: Promise<FileUpload>, maxBytes: number): Promise<UploadedArchive> {
-    const received = await upload;
-    let file: FileHandle | undefined;
+    let received: FileUpload;
+    let keepFile: ReturnType<FileUpload['createReadStream']>;
     try {
+      received = await upload;
       // An open read stream keeps graphql-upload-ts from deleting the file (once the response is
       // sent, or the client leaves) until it is destroyed; it throws if the upload already failed.
-      const keepFile = received.createReadStream();
+      keepFile = received.createReadStream();
       // Its errors are those of the upload, handled here through the capacitor.
       keepFile.on('error', () => {});
-      try {
-        if (!received.capacitor.writableFinished) await once(received.capacitor, 'finish');
-        // Our own handle reads on even once the file is deleted.
-        file = await open(temporaryPath(received), 'r');
-      } finally {
-        keepFile.destroy();
+    } catch (error) {
+      throw uploadFailure(error, maxBytes);
+    }
+    let file: FileHandle | undefined;
+    try {
+      if (!received.capacitor.writableFinished) {
+        await once(received.capacitor, 'finish').catch((error: unknown) => Promise.reject(uploadFailure(error, maxBytes)));
       }
+      // Our own handle reads on even once the file is deleted.
+      file = await open(temporaryPath(received), 'r');
       return new UploadedArchive(file, (await file.stat()).size);
     } catch (error) {
       await file?.close();
-      // graphql-upload-ts fails the upload with a 413 error once MAX_UPLOAD_BYTES is passed.
-      if ((error as { status?: number }).status === 413) throw archiveTooLarge(0, maxBytes);
       throw error;
+    } finally {
+      keepFile.destroy();
     }
   }
 
@@ -61,6 +67,34 @@ export class UploadedArchive implements ArchiveSource {
   async close(): Promise<void> {
     await this.file.close();
   }
+}
+
+/**
+ * graphql-upload-ts's Upload scalar, whose promise fails with a client error (see uploadFailure)
+ * when the request did not bring the file: type-graphql awaits the promise before the resolver
+ * runs, so this is the one place that sees that failure.
+ */
+export const UploadScalar = new GraphQLScalarType<Promise<FileUpload>, never>({
+  ...GraphQLUpload.toConfig(),
+  parseValue: (value) => {
+    const upload = (GraphQLUpload.parseValue(value) as Promise<FileUpload>)
+      .catch((error: unknown) => Promise.reject(uploadFailure(error)));
+    // Variables are also coerced where nobody awaits the file (the operation gate prices them).
+    upload.catch(() => undefined);
+    return upload;
+  },
+});
+
+/**
+ * Why an upload could not be received, for the client: over MAX_UPLOAD_BYTES (graphql-upload-ts
+ * fails it with status 413), or a request that did not carry the file whole (a multipart body cut
+ * short, a map naming a part that never came). A system error (the disk) stays Pollen's own.
+ */
+export function uploadFailure(error: unknown, maxBytes?: number): unknown {
+  const { status, syscall, message } = error as { status?: number; syscall?: string; message?: string };
+  if (status === 413 && maxBytes !== undefined) return archiveTooLarge(0, maxBytes);
+  if (syscall !== undefined) return error;
+  return badUserInput([{ field: 'file', message: `was not received whole (${message ?? 'the upload failed'}): send it again` }]);
 }
 
 /**

@@ -1,7 +1,10 @@
-import { randomUUID } from 'node:crypto';
 import { Types } from 'mongoose';
+import { readById } from '../../db/loaders.js';
 import { badUserInput, isDuplicateKeyError, rateLimited, unauthenticated, type FieldViolation } from '../../errors.js';
-import { UserModel, type User } from '../users/user.model.js';
+import { OBJECT_ID_TEXT } from '../../graphql/ids.js';
+import { topic, type PubSub } from '../../pubsub/pubsub.js';
+import type { ProjectService } from '../projects/project.service.js';
+import type { User } from '../users/user.model.js';
 import { emailViolation, normalizeEmail, usernameViolation, type UserService } from '../users/user.service.js';
 import type { AuthPayload } from './auth-payload.model.js';
 import type { LoginInput, RegisterInput } from './auth.inputs.js';
@@ -9,30 +12,51 @@ import { LoginFailureModel } from './login-failure.model.js';
 import { LoginLockModel } from './login-lock.model.js';
 import { hashPassword, passwordViolation, verifyPassword } from './password.policy.js';
 import { RefreshTokenModel, type RefreshToken } from './refresh-token.model.js';
-import { TokenService } from './token.service.js';
+import { SessionModel, type Session } from './session.model.js';
+import type { SignInLimiter } from './sign-in.limiter.js';
+import { TokenService, type Viewer } from './token.service.js';
+
+/** Sign-ins that ended: one (sessionId), or every one of a user (an account deleted). Open sockets close. */
+export const sessionsEnded = topic<{ userId: string; sessionId?: string }>('sessions.ended');
 
 const MAX_FAILED_LOGINS = 5;
 const FAILED_LOGIN_WINDOW_MS = 15 * 60_000;
 const LOCK_MS = 15 * 60_000;
 const BAD_CREDENTIALS = 'The username, email or password is incorrect.';
+const SIGN_IN_ENDED = 'Your sign-in has ended: sign in again.';
 
 export class AuthService {
   constructor(
     private readonly users: UserService,
+    private readonly projects: ProjectService,
     private readonly tokens: TokenService,
+    private readonly limiter: SignInLimiter,
+    private readonly pubsub: PubSub,
     private readonly refreshTokenTtlSeconds: number,
   ) {}
 
-  async register(input: RegisterInput): Promise<AuthPayload> {
+  /**
+   * Who an Authorization header speaks for: a valid access token whose sign-in has not ended (read
+   * by id, together with the other requests of the same moment). Throws UNAUTHENTICATED otherwise.
+   */
+  async authenticate(authorization: string): Promise<Viewer> {
+    const viewer = this.tokens.verifyAccessToken(authorization);
+    const session = await readById<Session>(SessionModel, viewer.sessionId);
+    if (!session || session.endedAt || session.userId.toHexString() !== viewer.userId) throw unauthenticated(SIGN_IN_ENDED);
+    return viewer;
+  }
+
+  async register(input: RegisterInput, client: string): Promise<AuthPayload> {
+    this.limiter.take(client);
     const violations = [usernameViolation(input.username), emailViolation(normalizeEmail(input.email)),
       passwordViolation(input.password)].filter((v): v is FieldViolation => v !== undefined);
     if (violations.length > 0) throw badUserInput(violations);
     const user = await this.users.create({ ...input, passwordHash: await hashPassword(input.password) });
-    const familyId = randomUUID();
-    return this.issueTokens(user, familyId, `sign-in:${familyId}`);
+    return this.signIn(user);
   }
 
-  async login(input: LoginInput): Promise<AuthPayload> {
+  async login(input: LoginInput, client: string): Promise<AuthPayload> {
+    this.limiter.take(client);
     const user = await this.users.findByLogin(input.username);
     // Unknown names are throttled too, so a lock reveals nothing about which accounts exist.
     const guardKey = user ? `user:${user._id.toHexString()}` : `name:${input.username.trim().toLowerCase()}`;
@@ -42,8 +66,7 @@ export class AuthService {
       throw unauthenticated(BAD_CREDENTIALS);
     }
     await LoginFailureModel.deleteMany({ key: guardKey }).exec();
-    const familyId = randomUUID();
-    return this.issueTokens(user!, familyId, `sign-in:${familyId}`);
+    return this.signIn(user!);
   }
 
   /**
@@ -51,16 +74,19 @@ export class AuthService {
    * unique `issuedFor` key, so of two concurrent rotations only one succeeds. Presenting a token
    * that was already rotated signals theft, and its whole family is revoked.
    */
-  async refresh(refreshToken: string): Promise<AuthPayload> {
+  async refresh(refreshToken: string, client: string): Promise<AuthPayload> {
+    this.limiter.take(client);
     const record = await RefreshTokenModel.findOne({ tokenHash: TokenService.hashRefreshToken(refreshToken) }).lean().exec();
     if (!record || record.revokedAt || record.expiresAt <= new Date()) {
       throw unauthenticated('Your refresh token is invalid or has expired: sign in again.');
     }
-    const user = await UserModel.findById(record.userId).lean<User>().exec();
-    if (!user) throw unauthenticated('Your account no longer exists.');
+    // Sign-ins made before sessions existed have none: they end here.
+    const session = OBJECT_ID_TEXT.test(record.familyId) ? await readById<Session>(SessionModel, record.familyId) : null;
+    const user = await this.users.get(record.userId.toHexString());
+    if (!session || session.endedAt || !user) throw unauthenticated(SIGN_IN_ENDED);
     const successor = record.rotatedAt ? undefined : await this.rotate(user, record);
     if (!successor) {
-      await this.revokeFamily(record.familyId);
+      await this.endSession(record.familyId, user._id.toHexString());
       throw unauthenticated('This refresh token was already used, so every session of that sign-in was ended: sign in again.');
     }
     return successor;
@@ -78,15 +104,43 @@ export class AuthService {
     }
   }
 
-  /** Ends the sign-in the token belongs to; unknown tokens are accepted silently. */
+  /** Ends the sign-in the token belongs to, with its access tokens and open sockets; unknown tokens are accepted silently. */
   async logout(refreshToken: string): Promise<boolean> {
     const record = await RefreshTokenModel.findOne({ tokenHash: TokenService.hashRefreshToken(refreshToken) }).lean().exec();
-    if (record) await this.revokeFamily(record.familyId);
+    if (record) await this.endSession(record.familyId, record.userId.toHexString());
     return true;
   }
 
+  /**
+   * Deletes the signed-in user's account: their solo projects go with it, they leave the others
+   * (refused, before anything changes, while they are the last owner of a project with other
+   * members), and every sign-in, token and open socket of theirs ends.
+   */
+  async deleteAccount(viewer: Viewer, password: string, client: string): Promise<void> {
+    this.limiter.take(client);
+    const user = await this.users.get(viewer.userId);
+    if (!user || !(await verifyPassword(user.passwordHash, password))) {
+      throw badUserInput([{ field: 'password', message: 'is not your password' }]);
+    }
+    await this.projects.removeUserEverywhere(user._id);
+    await SessionModel.updateMany({ userId: user._id, endedAt: null }, { $set: { endedAt: new Date() } }).exec();
+    await RefreshTokenModel.deleteMany({ userId: user._id }).exec();
+    const guardKey = `user:${viewer.userId}`;
+    await LoginFailureModel.deleteMany({ key: guardKey }).exec();
+    await LoginLockModel.deleteMany({ key: guardKey }).exec();
+    await this.users.erase(user._id);
+    this.pubsub.publish(sessionsEnded, { userId: viewer.userId });
+  }
+
+  private async signIn(user: User): Promise<AuthPayload> {
+    const session = await SessionModel.create({ userId: user._id });
+    const sessionId = session._id.toHexString();
+    return this.issueTokens(user, sessionId, `sign-in:${sessionId}`);
+  }
+
+  /** A refresh token's family is its session. */
   private async issueTokens(user: User, familyId: string, issuedFor: string): Promise<AuthPayload> {
-    const access = this.tokens.signAccessToken(user._id.toHexString());
+    const access = this.tokens.signAccessToken(user._id.toHexString(), familyId);
     const refreshToken = TokenService.newRefreshToken();
     await RefreshTokenModel.create({
       tokenHash: TokenService.hashRefreshToken(refreshToken),
@@ -98,8 +152,11 @@ export class AuthService {
     return { accessToken: access.token, accessTokenExpiresAt: access.expiresAt, refreshToken, user };
   }
 
-  private async revokeFamily(familyId: string): Promise<void> {
-    await RefreshTokenModel.updateMany({ familyId, revokedAt: null }, { $set: { revokedAt: new Date() } }).exec();
+  private async endSession(sessionId: string, userId: string): Promise<void> {
+    const now = new Date();
+    if (OBJECT_ID_TEXT.test(sessionId)) await SessionModel.updateOne({ _id: sessionId, endedAt: null }, { $set: { endedAt: now } }).exec();
+    await RefreshTokenModel.updateMany({ familyId: sessionId, revokedAt: null }, { $set: { revokedAt: now } }).exec();
+    this.pubsub.publish(sessionsEnded, { userId, sessionId });
   }
 
   private async assertNotLocked(key: string): Promise<void> {

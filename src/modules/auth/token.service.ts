@@ -5,6 +5,8 @@ import { unauthenticated } from '../../errors.js';
 /** Who an access token speaks for, as checked on HTTP and on each graphql-ws operation. */
 export interface Viewer {
   userId: string;
+  /** The sign-in the token belongs to (see Session). */
+  sessionId: string;
   /** Seconds since the epoch. */
   expiresAt: number;
 }
@@ -27,8 +29,8 @@ export class TokenService {
     this.key = createSecretKey(Buffer.from(secret));
   }
 
-  signAccessToken(userId: string): SignedAccessToken {
-    const token = jwt.sign({}, this.key, {
+  signAccessToken(userId: string, sessionId: string): SignedAccessToken {
+    const token = jwt.sign({ sid: sessionId }, this.key, {
       algorithm: ALGORITHM,
       subject: userId,
       expiresIn: this.accessTokenTtlSeconds,
@@ -38,15 +40,18 @@ export class TokenService {
     return { token, expiresAt: new Date(exp * 1000) };
   }
 
-  /** Accepts "Bearer <jwt>" or a bare token; throws UNAUTHENTICATED for anything else. */
+  /**
+   * Accepts "Bearer <jwt>" or a bare token; throws UNAUTHENTICATED for anything else. Only the
+   * signature and expiry: whether its sign-in still lasts is AuthService.authenticate's to say.
+   */
   verifyAccessToken(authorization: string): Viewer {
     const token = authorization.replace(/^Bearer\s+/i, '').trim();
     try {
       const claims = jwt.verify(token, this.key, { algorithms: [ALGORITHM] });
-      if (typeof claims === 'string' || !claims.sub || typeof claims.exp !== 'number') {
+      if (typeof claims === 'string' || !claims.sub || typeof claims.exp !== 'number' || typeof claims.sid !== 'string') {
         throw new Error('missing claims');
       }
-      return { userId: claims.sub, expiresAt: claims.exp };
+      return { userId: claims.sub, sessionId: claims.sid, expiresAt: claims.exp };
     } catch (error) {
       throw unauthenticated(error instanceof jwt.TokenExpiredError
         ? 'Your access token has expired: get a new one with refreshToken.'

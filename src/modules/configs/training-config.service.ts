@@ -1,6 +1,7 @@
 import { Types } from 'mongoose';
 import { badUserInput, conflict, isDuplicateKeyError, type FieldViolation } from '../../errors.js';
 import { findPages, type Page, type PageArgs } from '../../graphql/connection.js';
+import { hasControlCharacters, normalizeText, textViolation } from '../../graphql/text.js';
 import type { CreateTrainingConfigInput } from './training-config.inputs.js';
 import { TrainingConfigModel, type RunConfig, type TrainingConfig } from './training-config.model.js';
 
@@ -14,6 +15,8 @@ export const CONFIG_LIMITS = {
 const MAX_NAME_LENGTH = 100;
 const MAX_MODEL_TYPE_LENGTH = 100;
 const MAX_RUN_CONFIG_KEYS = 200;
+/** The run config as JSON: it travels on Flower's command line and in every job. */
+const MAX_RUN_CONFIG_BYTES = 16 * 1024;
 const SAVE_ATTEMPTS = 10;
 
 export class TrainingConfigService {
@@ -42,10 +45,9 @@ export class TrainingConfigService {
 
 function checkedConfig(input: CreateTrainingConfigInput) {
   const violations: FieldViolation[] = [];
-  const name = input.name.trim();
-  if (name.length < 1 || name.length > MAX_NAME_LENGTH) {
-    violations.push({ field: 'name', message: `must be 1 to ${MAX_NAME_LENGTH} characters` });
-  }
+  const name = normalizeText(input.name);
+  const nameViolation = textViolation(name, 'name', { maxLength: MAX_NAME_LENGTH });
+  if (nameViolation) violations.push(nameViolation);
   const inRange = (field: keyof typeof CONFIG_LIMITS, value: number, integer: boolean) => {
     const { min, max } = CONFIG_LIMITS[field];
     if ((integer && !Number.isInteger(value)) || !(value >= min && value <= max)) {
@@ -58,10 +60,9 @@ function checkedConfig(input: CreateTrainingConfigInput) {
   inRange('clients', input.clients, true);
   inRange('learningRate', learningRate, false);
   inRange('batchSize', batchSize, true);
-  const modelType = input.modelType?.trim() || null;
-  if (modelType && modelType.length > MAX_MODEL_TYPE_LENGTH) {
-    violations.push({ field: 'modelType', message: `must be at most ${MAX_MODEL_TYPE_LENGTH} characters` });
-  }
+  const modelType = normalizeText(input.modelType ?? '') || null;
+  const modelTypeViolation = modelType ? textViolation(modelType, 'modelType', { maxLength: MAX_MODEL_TYPE_LENGTH }) : undefined;
+  if (modelTypeViolation) violations.push(modelTypeViolation);
   const runConfig = checkedRunConfig(input.runConfig ?? {}, violations);
   if (violations.length > 0) throw badUserInput(violations);
   return { name, rounds: input.rounds, clients: input.clients, modelType, learningRate, batchSize, runConfigJson: JSON.stringify(runConfig) };
@@ -72,11 +73,18 @@ function checkedRunConfig(value: Record<string, unknown>, violations: FieldViola
   if (entries.length > MAX_RUN_CONFIG_KEYS) {
     violations.push({ field: 'runConfig', message: `may have at most ${MAX_RUN_CONFIG_KEYS} keys` });
   }
+  const bytes = Buffer.byteLength(JSON.stringify(value));
+  if (bytes > MAX_RUN_CONFIG_BYTES) {
+    violations.push({ field: 'runConfig', message: `must be at most ${MAX_RUN_CONFIG_BYTES / 1024} KB as JSON (it is ${Math.ceil(bytes / 1024)} KB)` });
+    return value as RunConfig;
+  }
   for (const [key, item] of entries) {
-    if (key.trim() === '' || key.startsWith('$') || key.includes('\0')) {
-      violations.push({ field: 'runConfig', message: `key "${key}" is not a valid run-config key` });
+    if (key.trim() === '' || key.startsWith('$') || hasControlCharacters(key)) {
+      violations.push({ field: 'runConfig', message: `key ${JSON.stringify(key)} is not a valid run-config key` });
     } else if (!(typeof item === 'string' || typeof item === 'boolean' || (typeof item === 'number' && Number.isFinite(item)))) {
       violations.push({ field: 'runConfig', message: `"${key}" must be a string, a number or a boolean` });
+    } else if (typeof item === 'string' && hasControlCharacters(item)) {
+      violations.push({ field: 'runConfig', message: `"${key}" must not contain control characters or bidirectional-text controls` });
     }
   }
   return value as RunConfig;

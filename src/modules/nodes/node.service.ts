@@ -1,5 +1,6 @@
 import { Types } from 'mongoose';
 import { badUserInput, conflict, isDuplicateKeyError, notFound } from '../../errors.js';
+import { normalizeText, textViolation } from '../../graphql/text.js';
 import { topic, type PubSub } from '../../pubsub/pubsub.js';
 import { FederationKind, TrainingJobModel, UNFINISHED_STATUSES } from '../training/training-job.model.js';
 import {
@@ -55,9 +56,8 @@ export class NodeService {
   }
 
   async register(projectId: Types.ObjectId, input: RegisterNodeInput): Promise<Node> {
-    const name = input.name.trim();
-    const violations = [];
-    if (name.length < 1 || name.length > MAX_NAME_LENGTH) violations.push({ field: 'name', message: `must be 1 to ${MAX_NAME_LENGTH} characters` });
+    const name = normalizeText(input.name);
+    const violations = [textViolation(name, 'name', { maxLength: MAX_NAME_LENGTH })].filter((v) => v !== undefined);
     const host = input.host.trim();
     if (!HOST.test(host) || host.length > 253) violations.push({ field: 'host', message: 'must be a host name or an IP address' });
     const sshUser = input.sshUser.trim();

@@ -1,3 +1,4 @@
+import { closable } from '../../pubsub/pubsub.js';
 import type { Services } from '../../services.js';
 import { deploymentFinished, type Deployment, type DeploymentLogLine } from './deployment.model.js';
 import type { Node } from './node.model.js';
@@ -6,22 +7,20 @@ import { deploymentEvents, nodeEvents } from './node.service.js';
 // Every stream subscribes before it reads, so nothing published in between is missed.
 
 /** Every status change of a project's nodes, for as long as the subscriber stays. */
-export async function* nodeStatusStream(services: Services, projectId: string): AsyncGenerator<Node> {
+export function nodeStatusStream(services: Services, projectId: string): AsyncIterableIterator<Node> {
   const events = services.pubsub.subscribe(nodeEvents(projectId));
-  try {
+  return closable(events, (async function* () {
     await events.ready;
     yield* events;
-  } finally {
-    await events.return?.();
-  }
+  })());
 }
 
 /** Ansible's output so far, then live lines (each once, in order); ends with the deployment. */
-export async function* deploymentLogStream(services: Services, deployment: Deployment): AsyncGenerator<DeploymentLogLine> {
+export function deploymentLogStream(services: Services, deployment: Deployment): AsyncIterableIterator<DeploymentLogLine> {
   const id = deployment._id.toHexString();
   const events = services.pubsub.subscribe(deploymentEvents(id));
-  let lastSeq = 0;
-  try {
+  return closable(events, (async function* () {
+    let lastSeq = 0;
     await events.ready;
     const current = (await services.nodes.getDeployment(id)) ?? deployment;
     for (const line of await services.nodes.deploymentLogs(deployment._id, Number.MAX_SAFE_INTEGER)) {
@@ -36,7 +35,5 @@ export async function* deploymentLogStream(services: Services, deployment: Deplo
       }
       if (event.type === 'updated' && deploymentFinished(event.deployment.status)) return;
     }
-  } finally {
-    await events.return?.();
-  }
+  })());
 }

@@ -30,7 +30,7 @@ export function roleOf(project: Project, userId: string): ProjectRole | undefine
   return project.members.find((m) => m.userId.toHexString() === userId)?.role;
 }
 
-export interface Caller { viewer: Viewer | undefined; loaders: Loaders }
+export interface Caller { viewer: Viewer | undefined; loaders: Loaders; authorizedProjects?: Set<string> }
 export interface AuthorizedProject { project: Project; role: ProjectRole; userId: string }
 
 export function requireViewer(caller: { viewer: Viewer | undefined }): Viewer {
@@ -56,6 +56,7 @@ export async function authorizeProject(
   if (!allows(role, action)) {
     throw forbidden(`Your role in this project is ${role}; this needs ${REQUIRED_ROLE[action]} or higher.`);
   }
+  caller.authorizedProjects?.add(project._id.toHexString());
   return { project, role, userId: viewer.userId };
 }
 

@@ -1,14 +1,23 @@
 import { setTimeout } from 'node:timers/promises';
+import type { GraphQLError } from 'graphql';
 import { Types } from 'mongoose';
 import { claim, releaseClaims } from '../../db/claims.js';
-import { badUserInput, conflict, notFound } from '../../errors.js';
+import { readById } from '../../db/loaders.js';
+import { badUserInput, conflict, forbidden, notFound } from '../../errors.js';
 import { findPage, type Page, type PageArgs } from '../../graphql/connection.js';
+import type { AccessWatch } from '../../graphql/live-subscribe.js';
+import { normalizeText, textViolation } from '../../graphql/text.js';
+import { topic, type PubSub } from '../../pubsub/pubsub.js';
 import type { AppService } from '../apps/app.service.js';
 import { TrainingConfigModel } from '../configs/training-config.model.js';
 import type { NodeService } from '../nodes/node.service.js';
 import type { TrainingService } from '../training/training.service.js';
-import { UserModel } from '../users/user.model.js';
+import type { UserService } from '../users/user.service.js';
 import { ProjectModel, ProjectRole, type Project, type ProjectMember } from './project.model.js';
+import { roleOf } from './project.policy.js';
+
+/** A project's members changed, or it was deleted: who may see it may have changed. */
+const projectAccessChanges = topic<{ projectId: string }>('projects.access-changed');
 
 const MAX_NAME_LENGTH = 100;
 const MAX_DESCRIPTION_LENGTH = 2000;
@@ -18,7 +27,13 @@ const RETRY_DELAY_MS = 25;
 const STALE_CLAIM_MS = 30_000;
 
 export class ProjectService {
-  constructor(private readonly apps: AppService, private readonly training: TrainingService, private readonly nodes: NodeService) {}
+  constructor(
+    private readonly users: UserService,
+    private readonly apps: AppService,
+    private readonly training: TrainingService,
+    private readonly nodes: NodeService,
+    private readonly pubsub: PubSub,
+  ) {}
 
   async create(ownerId: string, input: { name: string; description?: string | null }): Promise<Project> {
     const name = checkedName(input.name);
@@ -55,8 +70,51 @@ export class ProjectService {
     await TrainingConfigModel.deleteMany({ projectId: project._id }).exec();
     await this.training.deleteAllInProject(project._id);
     await releaseClaims(project._id.toHexString());
+    this.pubsub.publish(projectAccessChanges, { projectId: project._id.toHexString() });
   }
 
+  /**
+   * For an account being deleted: its solo projects are deleted and it leaves the others. Refused
+   * before anything changes while it is the last owner of a project that has other members, or
+   * while a solo project has a job that has not finished.
+   */
+  async removeUserEverywhere(userId: Types.ObjectId): Promise<void> {
+    const projects = await ProjectModel.find({ 'members.userId': userId }).lean<Project[]>().exec();
+    const solo = projects.filter((p) => p.members.length === 1);
+    const shared = projects.filter((p) => p.members.length > 1);
+    const lastOwnerOf = shared.filter((p) => !p.members.some((m) => m.role === ProjectRole.OWNER && !m.userId.equals(userId)));
+    if (lastOwnerOf.length > 0) {
+      throw conflict(`You are the last owner of ${lastOwnerOf.map((p) => `"${p.name}"`).join(', ')}, which other members share: ` +
+        'make one of them an owner, or delete the project, first.', { projectIds: lastOwnerOf.map((p) => p._id.toHexString()) });
+    }
+    for (const project of solo) {
+      if (await this.training.hasUnfinishedJobs({ projectId: project._id })) {
+        throw conflict(`Your project "${project.name}" has training jobs that have not finished: cancel them or let them finish first.`);
+      }
+    }
+    for (const project of solo) await this.delete(project);
+    for (const project of shared) await this.removeMember(project, userId);
+  }
+
+  /**
+   * Watches whether `userId` may still read the projects: checked once now (a change may have
+   * come between the caller's own check and this watch) and again at each change of their members.
+   */
+  watchAccess(userId: string, projectIds: Iterable<string>): AccessWatch {
+    const watched = new Set(projectIds);
+    const changes = this.pubsub.subscribe(projectAccessChanges, ({ projectId }) => watched.has(projectId));
+    const stillMember = async (projectId: string) => {
+      const project = await readById<Project>(ProjectModel, projectId);
+      return Boolean(project && roleOf(project, userId));
+    };
+    const lost = (async () => {
+      await changes.ready;
+      for (const projectId of watched) if (!(await stillMember(projectId))) return accessLost();
+      for await (const { projectId } of changes) if (!(await stillMember(projectId))) return accessLost();
+      return undefined;
+    })();
+    return { lost, stop: () => void changes.return?.() };
+  }
   list(userId: string, args: PageArgs & { search?: string | null }): Promise<Page<Project>> {
     const filter: Record<string, unknown> = { 'members.userId': new Types.ObjectId(userId) };
     const search = args.search?.trim().toLowerCase();
@@ -66,7 +124,7 @@ export class ProjectService {
 
   /** Adds a member, or changes the role of one who is already in. */
   async setMember(project: Project, username: string, role: ProjectRole): Promise<Project> {
-    const user = await UserModel.findOne({ usernameKey: username.trim().toLowerCase() }).lean().exec();
+    const user = await this.users.findByUsername(username);
     if (!user) throw notFound(`User "${username}"`);
     return this.changeMembers(project, (members) =>
       members.some((m) => m.userId.equals(user._id))
@@ -98,6 +156,7 @@ export class ProjectService {
       if (await claim(`project-members:${scope}:${current.revision}`, scope, STALE_CLAIM_MS)) {
         const revision = current.revision + 1;
         await ProjectModel.updateOne({ _id: current._id }, { $set: { members, revision } }).exec();
+        this.pubsub.publish(projectAccessChanges, { projectId: scope });
         return { ...current, members, revision };
       }
       await setTimeout(RETRY_DELAY_MS * (attempt + 1));
@@ -107,20 +166,23 @@ export class ProjectService {
   }
 }
 
-function checkedName(name: string): string {
-  const trimmed = name.trim();
-  if (trimmed.length < 1 || trimmed.length > MAX_NAME_LENGTH) {
-    throw badUserInput([{ field: 'name', message: `must be 1 to ${MAX_NAME_LENGTH} characters` }]);
-  }
-  return trimmed;
+function accessLost(): GraphQLError {
+  return forbidden('You no longer have access to this project.', { reason: 'ACCESS_REVOKED' });
 }
 
-function checkedDescription(description: string | null | undefined): string | null {
-  if (description === undefined || description === null || description.trim() === '') return null;
-  if (description.length > MAX_DESCRIPTION_LENGTH) {
-    throw badUserInput([{ field: 'description', message: `must be at most ${MAX_DESCRIPTION_LENGTH} characters` }]);
-  }
-  return description.trim();
+function checkedName(raw: string): string {
+  const name = normalizeText(raw);
+  const violation = textViolation(name, 'name', { maxLength: MAX_NAME_LENGTH });
+  if (violation) throw badUserInput([violation]);
+  return name;
+}
+
+function checkedDescription(raw: string | null | undefined): string | null {
+  const description = normalizeText(raw ?? '');
+  if (description === '') return null;
+  const violation = textViolation(description, 'description', { maxLength: MAX_DESCRIPTION_LENGTH, multiline: true });
+  if (violation) throw badUserInput([violation]);
+  return description;
 }
 
 function escapeRegex(text: string): string {

@@ -1,3 +1,4 @@
+import { closable } from '../../pubsub/pubsub.js';
 import type { Services } from '../../services.js';
 import type { JobLogLine } from './job-log-line.model.js';
 import type { RoundMetric } from './round-metric.model.js';
@@ -11,9 +12,9 @@ import { jobEvents, type JobEvent } from './training.service.js';
 const isEnd = (event: JobEvent) => event.type === 'updated' && isFinished(event.job.status);
 
 /** The job as it is now, then every change; ends with the job. */
-export async function* jobUpdateStream(services: Services, job: TrainingJob): AsyncGenerator<TrainingJob> {
+export function jobUpdateStream(services: Services, job: TrainingJob): AsyncIterableIterator<TrainingJob> {
   const events = services.pubsub.subscribe(jobEvents(job._id.toHexString()), (event) => event.type === 'updated');
-  try {
+  return closable(events, (async function* () {
     await events.ready;
     const current = (await services.training.get(job._id.toHexString())) ?? job;
     yield current;
@@ -24,20 +25,18 @@ export async function* jobUpdateStream(services: Services, job: TrainingJob): As
       yield event.job;
       if (isFinished(event.job.status)) return;
     }
-  } finally {
-    await events.return?.();
-  }
+  })());
 }
 
 /** Stored metrics from `fromRound` on (none without it), then live ones; each (round, phase) once. */
-export async function* roundMetricStream(services: Services, job: TrainingJob, fromRound?: number | null): AsyncGenerator<RoundMetric> {
+export function roundMetricStream(services: Services, job: TrainingJob, fromRound?: number | null): AsyncIterableIterator<RoundMetric> {
   const events = services.pubsub.subscribe(jobEvents(job._id.toHexString()), (event) => event.type === 'metric' || isEnd(event));
   const sent = new Set<string>();
   const firstTime = (metric: RoundMetric) => {
     const key = `${metric.round}:${metric.phase}`;
     return !sent.has(key) && Boolean(sent.add(key));
   };
-  try {
+  return closable(events, (async function* () {
     await events.ready;
     const current = (await services.training.get(job._id.toHexString())) ?? job;
     if (fromRound !== undefined && fromRound !== null) {
@@ -53,15 +52,13 @@ export async function* roundMetricStream(services: Services, job: TrainingJob, f
       }
       if (isEnd(event)) return;
     }
-  } finally {
-    await events.return?.();
-  }
+  })());
 }
 
 /** ServerApp output from now on; ends with the job. */
-export async function* jobLogStream(services: Services, job: TrainingJob): AsyncGenerator<JobLogLine> {
+export function jobLogStream(services: Services, job: TrainingJob): AsyncIterableIterator<JobLogLine> {
   const events = services.pubsub.subscribe(jobEvents(job._id.toHexString()), (event) => event.type === 'log' || isEnd(event));
-  try {
+  return closable(events, (async function* () {
     await events.ready;
     const current = (await services.training.get(job._id.toHexString())) ?? job;
     if (isFinished(current.status)) return;
@@ -69,7 +66,5 @@ export async function* jobLogStream(services: Services, job: TrainingJob): Async
       if (event.type === 'log') yield event.line;
       if (isEnd(event)) return;
     }
-  } finally {
-    await events.return?.();
-  }
+  })());
 }

@@ -18,12 +18,20 @@ export class User {
   @prop({ required: true })
   usernameKey!: string;
 
-  @Field(() => String)
+  /** Private: only its owner reads it (UserResolver.email). */
   @prop({ required: true })
   email!: string;
 
-  @prop({ required: true })
+  /** Empty once the account is deleted. */
+  @prop({ type: () => String, default: '' })
   passwordHash!: string;
+
+  /**
+   * Set when the account was deleted: the record stays, without email or password, so that what
+   * the user made in projects they shared still says who made it.
+   */
+  @prop({ type: () => Date, default: null })
+  deletedAt!: Date | null;
 
   @Field(() => Date)
   readonly createdAt!: Date;

@@ -1,3 +1,5 @@
+import type { Types } from 'mongoose';
+import { readById } from '../../db/loaders.js';
 import { conflict, isDuplicateKeyError, type FieldViolation } from '../../errors.js';
 import { UserModel, type User } from './user.model.js';
 
@@ -43,10 +45,32 @@ export class UserService {
     }
   }
 
-  /** Finds a user by username (any case) or email. */
+  /** Finds a user by username (any case) or email; deleted accounts are not found. */
   async findByLogin(identifier: string): Promise<User | null> {
     const text = identifier.trim();
     const filter = text.includes('@') ? { email: normalizeEmail(text) } : { usernameKey: text.toLowerCase() };
-    return UserModel.findOne(filter).lean<User>().exec();
+    return UserModel.findOne({ ...filter, deletedAt: null }).lean<User>().exec();
+  }
+
+  /** By username, in any case; deleted accounts are not found. */
+  findByUsername(username: string): Promise<User | null> {
+    return UserModel.findOne({ usernameKey: username.trim().toLowerCase(), deletedAt: null }).lean<User>().exec();
+  }
+
+  /** A user who has not deleted their account. */
+  async get(id: string): Promise<User | null> {
+    const user = await readById<User>(UserModel, id);
+    return user && !user.deletedAt ? user : null;
+  }
+
+  /**
+   * Deletes an account's personal data (email, password, name) and frees its username and email;
+   * the record stays as "deleted-user-…" for what the user made in shared projects.
+   */
+  async erase(id: Types.ObjectId): Promise<void> {
+    const hex = id.toHexString();
+    await UserModel.updateOne({ _id: id }, { $set: {
+      username: `deleted-user-${hex.slice(-8)}`, usernameKey: `deleted:${hex}`, email: `deleted:${hex}`, passwordHash: '', deletedAt: new Date(),
+    } }).exec();
   }
 }
