@@ -78,7 +78,7 @@ async function timeCliLaunch(rounds) {
 }
 
 /**
- * The recipe of src/runner/python/run-local-federation.sh: a SuperLink and CLIENTS SuperNodes on
+ * What Pollen's LOCAL federation starts (src/runner/federations/local-federation.ts): a SuperLink and CLIENTS SuperNodes on
  * 127.0.0.1, an app copy with the shim in front of its ServerApp; resolves once every node is online.
  */
 async function startLocalFederation(onShimEvent) {
@@ -164,7 +164,7 @@ function copyAppWithShim(appDir) {
   const pyprojectPath = path.join(appDir, 'pyproject.toml');
   const pyproject = readFileSync(pyprojectPath, 'utf8');
   const target = parseToml(pyproject).tool.flwr.app.components.serverapp;
-  // The same rewrite as pointServerAppAtShim in src/runner/local-federation.ts.
+  // The same rewrite as pointServerAppAtShim in src/runner/flower-run.ts.
   const section = /^\[tool\.flwr\.app\.components\][ \t]*$[\s\S]*?(?=^\[|(?![\s\S]))/m.exec(pyproject);
   const body = section[0].replace(/^(\s*serverapp\s*=\s*)(["']).*?\2/m, '$1"pollen_shim:app"');
   writeFileSync(pyprojectPath, pyproject.slice(0, section.index) + body + pyproject.slice(section.index + section[0].length));

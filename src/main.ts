@@ -1,6 +1,6 @@
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
-import { startPollen, type RunningPollen } from './server.js';
+import { startPollen, type RunningPollen } from './app/server.js';
 
 async function main(): Promise<void> {
   let config;

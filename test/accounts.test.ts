@@ -1,18 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   LoginDocument, LogoutDocument, MeDocument, RefreshTokenDocument, RegisterDocument,
 } from './generated/graphql.js';
-import { errorCode, PollenProcess, signUp } from './support/testkit.js';
+import { errorCode, PollenProcess, signUp, usePollen } from './support/testkit.js';
 
-let pollen: PollenProcess;
-
-beforeAll(async () => {
-  pollen = await PollenProcess.start();
-});
-afterAll(async () => {
-  await pollen?.stop();
-  pollen?.removeDataDir();
-});
+const pollen = usePollen();
 
 describe('a new user', () => {
   it('registers, then is recognised by me', async () => {

@@ -8,9 +8,9 @@ import mongoose from 'mongoose';
 import { inject } from 'vitest';
 import { CreateProjectDocument, ProjectContentsDocument, UploadAppDocument } from './generated/graphql.js';
 import { flowerAppZip } from './support/fixtures.js';
-import { GraphQLClient, PollenProcess, REPO_ROOT, signUp } from './support/testkit.js';
+import { GraphQLClient, REPO_ROOT, signUp, usePollen } from './support/testkit.js';
 
-let pollen: PollenProcess;
+const pollen = usePollen({ env: { MAX_UPLOAD_BYTES: String(2 * 1024 * 1024) } });
 let client: GraphQLClient;
 let projectId: string;
 let hostileDir: string;
@@ -27,7 +27,6 @@ const stored = async () => ({
 const appCount = async () => (await stored()).apps;
 
 beforeAll(async () => {
-  pollen = await PollenProcess.start({ env: { MAX_UPLOAD_BYTES: String(2 * 1024 * 1024) } });
   ({ client } = await signUp(pollen, 'uploader'));
   projectId = (await client.data(CreateProjectDocument, { input: { name: 'uploads' } })).createProject.id;
   database = await new mongoose.mongo.MongoClient(inject('mongoUri')).connect();
@@ -36,8 +35,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await database?.close();
-  await pollen?.stop();
-  pollen?.removeDataDir();
 });
 
 describe('uploading a Flower App', () => {

@@ -1,19 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { CreateProjectDocument, CreateTrainingConfigDocument, ProjectContentsDocument, TrainingConfigDocument } from './generated/graphql.js';
-import { errorCode, GraphQLClient, PollenProcess, signUp } from './support/testkit.js';
+import { errorCode, GraphQLClient, signUp, usePollen } from './support/testkit.js';
 
-let pollen: PollenProcess;
+const pollen = usePollen();
 let client: GraphQLClient;
 let projectId: string;
 
 beforeAll(async () => {
-  pollen = await PollenProcess.start();
   ({ client } = await signUp(pollen));
   projectId = (await client.data(CreateProjectDocument, { input: { name: 'configs' } })).createProject.id;
-});
-afterAll(async () => {
-  await pollen?.stop();
-  pollen?.removeDataDir();
 });
 
 describe('training configurations', () => {

@@ -1,15 +1,16 @@
 import { existsSync } from 'node:fs';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PollenProcess, signUp } from './support/testkit.js';
+import { signUp, usePollen } from './support/testkit.js';
 
 const CHROMIUM = '/usr/bin/chromium';
-let pollen: PollenProcess;
 let browser: Browser;
 
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error('Debian chromium is missing: run "bash scripts/setup.sh --test" (npm test does).');
-  pollen = await PollenProcess.start();
+});
+const pollen = usePollen();
+beforeAll(async () => {
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     // Root in a sandbox-less container, and a closed network: keep Chromium from calling home.
@@ -19,8 +20,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await browser?.close();
-  await pollen?.stop();
-  pollen?.removeDataDir();
 });
 
 describe('GraphiQL in a browser', () => {

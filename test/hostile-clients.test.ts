@@ -1,20 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import {
   AddProjectMemberDocument, CreateProjectDocument, MeDocument, ProjectContentsDocument, ProjectDocument, UploadAppDocument,
 } from './generated/graphql.js';
-import { percentile, PollenProcess, sendFromAnotherProcess, signUp, timed, type GraphQLClient } from './support/testkit.js';
+import { percentile, sendFromAnotherProcess, signUp, timed, usePollen, type GraphQLClient } from './support/testkit.js';
 import { declaredZipBomb, splitZipBomb } from './support/zip-archives.mjs';
 
-let pollen: PollenProcess;
-beforeAll(async () => {
-  pollen = await PollenProcess.start();
-});
-afterAll(async () => {
-  await pollen?.stop();
-  pollen?.removeDataDir();
-});
+const pollen = usePollen();
 
 describe('hostile clients', () => {
   it('have WebSocket connections that never authenticate closed, and the server still answers', async () => {

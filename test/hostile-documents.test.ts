@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectWebSocket, PollenProcess, signUp, type WsConnection } from './support/testkit.js';
+import { connectWebSocket, signUp, usePollen, type WsConnection } from './support/testkit.js';
 
 /**
  * Documents an attacker sends to stall a GraphQL server: each is small (at most the 1 MB body
@@ -41,18 +41,13 @@ const HOSTILE: Array<{ name: string; query: string; variables?: Record<string, u
 const REFUSED = new Set(['BAD_USER_INPUT', 'GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'BAD_REQUEST', 'UNAUTHENTICATED', 'NOT_FOUND']);
 const CPU_BUDGET_SECONDS = 0.05;
 
-let pollen: PollenProcess;
+const pollen = usePollen({ env: { MAX_CONCURRENT_JOBS: '0' } });
 let token: string;
 beforeAll(async () => {
-  pollen = await PollenProcess.start({ env: { MAX_CONCURRENT_JOBS: '0' } });
   token = (await signUp(pollen)).session.accessToken;
   // Each code path is compiled once, on first use; what is measured below is what each document
   // costs an attacker who sends it again and again. Refusals are never cached.
   for (const doc of HOSTILE) await pollen.client().post({ query: doc.query, variables: doc.variables, operationName: doc.operationName });
-});
-afterAll(async () => {
-  await pollen?.stop();
-  pollen?.removeDataDir();
 });
 
 /**

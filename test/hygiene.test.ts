@@ -9,7 +9,7 @@ import { parse } from 'graphql';
 import {
   CreateProjectDocument, CreateTrainingConfigDocument, LoginDocument, MeDocument, RegisterNodeDocument,
 } from './generated/graphql.js';
-import { connectWebSocket, errorCode, PollenProcess, signUp } from './support/testkit.js';
+import { connectWebSocket, errorCode, PollenProcess, signUp, usePollen } from './support/testkit.js';
 
 let pollen: PollenProcess;
 // Limits small enough to reach with today's schema.
@@ -228,14 +228,7 @@ describe('in production, when something breaks', () => {
 });
 
 describe('in production, the schema stays private', () => {
-  let production: PollenProcess;
-  beforeAll(async () => {
-    production = await PollenProcess.start({ env: { NODE_ENV: 'production', JWT_SECRET: 'y'.repeat(40) } });
-  });
-  afterAll(async () => {
-    await production?.stop();
-    production?.removeDataDir();
-  });
+  const production = usePollen({ env: { NODE_ENV: 'production', JWT_SECRET: 'y'.repeat(40) } });
 
   it('refuses introspection and names no field in errors, over HTTP and graphql-ws alike, logging no error', async () => {
     const socket = connectWebSocket(production.wsUrl);
@@ -258,14 +251,7 @@ describe('in production, the schema stays private', () => {
 });
 
 describe('sign-ins, sign-ups and refreshes', () => {
-  let limited: PollenProcess;
-  beforeAll(async () => {
-    limited = await PollenProcess.start({ env: { SIGN_IN_RATE_LIMIT: '5' } });
-  });
-  afterAll(async () => {
-    await limited?.stop();
-    limited?.removeDataDir();
-  });
+  const limited = usePollen({ env: { SIGN_IN_RATE_LIMIT: '5' } });
 
   it('run one per request, however many aliases ask', async () => {
     const flood = Array.from({ length: 3 }, (_, i) =>

@@ -1,6 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   AddProjectMemberDocument, CancelTrainingDocument, CreateProjectDocument, CreateTrainingConfigDocument, MeDocument,
   ProjectContentsDocument, ProjectDocument, ProjectJobsDocument, ProjectsDocument, RemoveProjectMemberDocument,
@@ -9,7 +9,7 @@ import {
 } from './generated/graphql.js';
 import { flowerAppZip } from './support/fixtures.js';
 import {
-  connectWebSocket, percentile, PollenProcess, signUp, type Collected, type GraphQLClient, type GraphQLResponse, type WsConnection,
+  connectWebSocket, percentile, signUp, usePollen, type Collected, type GraphQLClient, type GraphQLResponse, type WsConnection,
 } from './support/testkit.js';
 
 /** How long the users keep working; shorten it while developing: MIXED_LOAD_SECONDS=30. */
@@ -26,23 +26,16 @@ const PATIENCE_MS = 120_000;
 
 interface Sample { seconds: number; rssMb: number; rssAfterGcMb: number; heapAfterGcMb: number; requests: number }
 
-let pollen: PollenProcess;
-beforeAll(async () => {
-  pollen = await PollenProcess.start({
-    // For collectGarbage: RSS after a full collection shows what Pollen holds, without the garbage.
-    inspect: true,
-    env: {
-      // No Flower runs: started jobs wait in line (QUEUED), and subscriptions to them stay open.
-      MAX_CONCURRENT_JOBS: '0',
-      // The tokens outlive the run; at info, every request would also log a line.
-      ACCESS_TOKEN_TTL: `${SECONDS + 600}s`,
-      LOG_LEVEL: 'warn',
-    },
-  });
-});
-afterAll(async () => {
-  await pollen?.stop();
-  pollen?.removeDataDir();
+const pollen = usePollen({
+  // For collectGarbage: RSS after a full collection shows what Pollen holds, without the garbage.
+  inspect: true,
+  env: {
+    // No Flower runs: started jobs wait in line (QUEUED), and subscriptions to them stay open.
+    MAX_CONCURRENT_JOBS: '0',
+    // The tokens outlive the run; at info, every request would also log a line.
+    ACCESS_TOKEN_TTL: `${SECONDS + 600}s`,
+    LOG_LEVEL: 'warn',
+  },
 });
 
 interface User {

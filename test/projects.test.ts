@@ -7,19 +7,16 @@ import {
   UpdateProjectDocument, UploadAppDocument, type ProjectsQuery,
 } from './generated/graphql.js';
 import { flowerAppZip } from './support/fixtures.js';
-import { errorCode, PollenProcess, signUp } from './support/testkit.js';
+import { errorCode, signUp, usePollen } from './support/testkit.js';
 
-let pollen: PollenProcess;
+const pollen = usePollen();
 let database: mongoose.mongo.MongoClient;
 
 beforeAll(async () => {
-  pollen = await PollenProcess.start();
   database = await new mongoose.mongo.MongoClient(inject('mongoUri')).connect();
 });
 afterAll(async () => {
   await database?.close();
-  await pollen?.stop();
-  pollen?.removeDataDir();
 });
 
 const db = () => database.db(pollen.database as string);

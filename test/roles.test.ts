@@ -1,18 +1,18 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   AddProjectMemberDocument, CreateProjectDocument, CreateTrainingConfigDocument, DeleteAppDocument, DeleteProjectDocument,
   FlowerAppDocument, ProjectContentsDocument, ProjectDocument, RemoveProjectMemberDocument, TrainingConfigDocument,
   UpdateProjectDocument, UploadAppDocument, type ProjectRole,
 } from './generated/graphql.js';
 import { flowerAppZip } from './support/fixtures.js';
-import { GraphQLClient, PollenProcess, signUp } from './support/testkit.js';
+import { GraphQLClient, signUp, usePollen } from './support/testkit.js';
 
 type Caller = 'anonymous' | 'outsider' | 'viewer' | 'editor' | 'owner';
 const CALLERS: Caller[] = ['anonymous', 'outsider', 'viewer', 'editor', 'owner'];
 /** What a caller gets: 'ok', or the error code. */
 type Outcome = 'ok' | 'UNAUTHENTICATED' | 'NOT_FOUND' | 'FORBIDDEN';
 
-let pollen: PollenProcess;
+const pollen = usePollen();
 const clients = {} as Record<Caller, GraphQLClient>;
 const users = {} as Record<Caller, { id: string; username: string }>;
 
@@ -107,7 +107,6 @@ const operations: Operation[] = [
 ];
 
 beforeAll(async () => {
-  pollen = await PollenProcess.start();
   clients.anonymous = pollen.client();
   for (const caller of CALLERS.slice(1)) {
     const { session, client } = await signUp(pollen);
@@ -115,10 +114,6 @@ beforeAll(async () => {
     users[caller] = session.user;
   }
   projectId = await projectWithMembers();
-});
-afterAll(async () => {
-  await pollen?.stop();
-  pollen?.removeDataDir();
 });
 
 describe('the role matrix', () => {

@@ -9,7 +9,7 @@ import { REPO_ROOT } from './support/testkit.js';
 
 const run = promisify(execFile);
 const emitSchema = (...args: string[]) =>
-  run(process.execPath, [path.join(REPO_ROOT, 'dist/graphql/emit-schema.js'), ...args], { cwd: REPO_ROOT });
+  run(process.execPath, [path.join(REPO_ROOT, 'dist/app/emit-schema.js'), ...args], { cwd: REPO_ROOT });
 
 describe('schema.graphql', () => {
   it('is exactly what the code produces', async () => {

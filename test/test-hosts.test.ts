@@ -51,7 +51,7 @@ describe.skipIf(!isRoot)('test hosts: network namespaces with sshd, reached by A
     // Host 1 trusts the deploy key; host 2 only some other key.
     network.hosts[0]!.authorize([readFileSync(`${key}.pub`, 'utf8')]);
     network.hosts[1]!.authorize([readFileSync(`${wrongKey}.pub`, 'utf8')]);
-    env = ansibleEnv(workDir);
+    env = await ansibleEnv(workDir);
     inventory = writeAnsibleInventory(workDir, network.hosts, key, (host) => ({ node_id: `test-${host.index}` }));
   });
 

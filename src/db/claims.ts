@@ -41,3 +41,9 @@ export async function claim(key: string, scope: string, staleAfterMs?: number): 
 export async function releaseClaims(scope: string): Promise<void> {
   await ClaimModel.deleteMany({ scope }).exec();
 }
+
+/** Of these keys, those claimed before `before`. */
+export async function listClaims(keys: readonly string[], before: Date): Promise<string[]> {
+  const claims = await ClaimModel.find({ _id: { $in: keys }, claimedAt: { $lt: before } }, { _id: 1 }).lean<Claim[]>().exec();
+  return claims.map((found) => found._id);
+}

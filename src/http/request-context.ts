@@ -4,11 +4,11 @@ import { HeaderMap } from '@apollo/server';
 import type { NextFunction, Request, Response } from 'express';
 import { GraphQLError } from 'graphql';
 import { DATABASE_RETRY_AFTER_SECONDS, databaseUnavailable, ErrorCode, isDatabaseUnavailableError } from '../errors.js';
-import { createContext, type Context } from '../graphql/context.js';
+import { createContext, type Context } from '../app/context.js';
 import { maskError } from '../graphql/errors.js';
 import type { OperationGate, OperationRequest } from '../graphql/operation-gate.js';
 import type { Logger } from '../logger.js';
-import type { Services } from '../services.js';
+import type { Services } from '../app/services.js';
 
 declare module 'express-serve-static-core' {
   interface Request {

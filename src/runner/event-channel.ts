@@ -6,6 +6,10 @@ import { createInterface } from 'node:readline';
 export type ShimEvent =
   | { type: 'metric'; round: number; phase: 'TRAIN' | 'EVALUATE' | 'SERVER_EVALUATE'; values: Record<string, unknown>; at: number }
   | { type: 'round'; round: number; total?: number; at: number }
+  | {
+    type: 'replies'; round: number; phase: 'TRAIN' | 'EVALUATE'; sent: number; ok: number; failed: number;
+    errors: Array<{ node_id: string; reason: string }>; at: number;
+  }
   | { type: 'log'; line: string; at: number }
   | { type: 'start'; run_id: string; at: number }
   | { type: 'end'; status: 'completed' | 'failed' | 'stopped'; error: string | null; at: number };
@@ -86,6 +90,8 @@ function isShimEvent(value: unknown): value is ShimEvent {
         typeof event.values === 'object' && event.values !== null;
     case 'round':
       return Number.isInteger(event.round);
+    case 'replies':
+      return Number.isInteger(event.round) && Number.isInteger(event.sent) && Number.isInteger(event.failed) && Array.isArray(event.errors);
     case 'log':
       return typeof event.line === 'string';
     case 'start':

@@ -10,6 +10,9 @@ export function flowerEnv(python: string, flwrHome: string): NodeJS.ProcessEnv {
     FLWR_DISABLE_UPDATE_CHECK: '1',
     FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION: '1',
     FLWR_HOME: flwrHome,
+    // How often a SuperExec looks for an app process to start (the ServerApp, each ClientApp): 1 s
+    // by default, a delay every round pays twice.
+    FLWR_SUPEREXEC_TASK_POLL_INTERVAL: '0.1',
     // The SuperLink and SuperNodes start flower-superexec and flwr-*app by name.
     PATH: `${bin}${path.delimiter}${process.env.PATH ?? ''}`,
     PYTHONUNBUFFERED: '1',

@@ -37,6 +37,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { ansibleEnvironment, inventoryHost } from '../../src/runner/remote/ansible.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -481,43 +482,20 @@ function canConnect(host: string, port: number): Promise<boolean> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Ansible against test hosts: the environment and inventory Pollen's runner is meant to use too
-// (see src/runner/ansible/README.md).
+// Ansible against test hosts, with the environment and inventory entries of Pollen's runner
+// (src/runner/remote/ansible.ts).
 
 export const ANSIBLE_DIR = fileURLToPath(new URL('../../src/runner/ansible/', import.meta.url));
 export const VENV_BIN = fileURLToPath(new URL('../../.venv/bin/', import.meta.url));
 
-/**
- * The environment for ansible/ansible-playbook runs that keep everything in `workDir`: an empty
- * ansible.cfg there (so no ansible.cfg from the working directory, ~ or /etc changes anything),
- * Ansible's home and temp files, SSH control sockets (no persisting SSH masters left behind).
- */
-export function ansibleEnv(workDir: string): NodeJS.ProcessEnv {
-  mkdirSync(path.join(workDir, 'ansible-home', 'tmp'), { recursive: true, mode: 0o700 });
-  writeFileSync(path.join(workDir, 'ansible.cfg'), '');
-  return {
-    ...process.env,
-    PATH: `${VENV_BIN}${path.delimiter}${process.env.PATH ?? ''}`,
-    ANSIBLE_CONFIG: path.join(workDir, 'ansible.cfg'),
-    ANSIBLE_HOME: path.join(workDir, 'ansible-home'),
-    ANSIBLE_LOCAL_TEMP: path.join(workDir, 'ansible-home', 'tmp'),
-    ANSIBLE_REMOTE_TEMP: '~/.ansible/tmp',
-    ANSIBLE_NOCOLOR: '1',
-    ANSIBLE_FORCE_COLOR: '0',
-    ANSIBLE_RETRY_FILES_ENABLED: '0',
-    ANSIBLE_HOST_KEY_CHECKING: 'True',
-    ANSIBLE_PYTHON_INTERPRETER: '/usr/bin/python3',
-    ANSIBLE_PIPELINING: 'True',
-    // One SSH connection per task, none left running after the playbook.
-    ANSIBLE_SSH_ARGS: '-o ControlMaster=no -o ControlPersist=no',
-    ANSIBLE_STDOUT_CALLBACK: 'default',
-    PYTHONUNBUFFERED: '1',
-  };
+/** The environment of Ansible runs that keep everything in `workDir`: the one Pollen's runner uses. */
+export function ansibleEnv(workDir: string): Promise<NodeJS.ProcessEnv> {
+  return ansibleEnvironment(VENV_BIN, workDir);
 }
 
 /**
- * Writes an inventory (JSON, read by Ansible's yaml plugin) of the given hosts and a known_hosts
- * file with their host keys, checked strictly. `vars` go to every host.
+ * Writes an inventory (JSON, read by Ansible's yaml plugin) of the given hosts, with their host keys
+ * already in its known_hosts, as Pollen's runner writes one host's. `hostVars` go to each host.
  */
 export function writeAnsibleInventory(workDir: string, hosts: readonly TestHost[], privateKeyFile: string,
   hostVars: (host: TestHost) => Record<string, unknown> = () => ({})): string {
@@ -527,12 +505,7 @@ export function writeAnsibleInventory(workDir: string, hosts: readonly TestHost[
   writeFileSync(inventory, JSON.stringify({
     all: {
       hosts: Object.fromEntries(hosts.map((host) => [host.name, {
-        ansible_host: host.address,
-        ansible_port: host.sshPort,
-        ansible_user: host.sshUser,
-        ansible_ssh_private_key_file: privateKeyFile,
-        ansible_ssh_common_args: `-F /dev/null -o UserKnownHostsFile=${knownHosts} -o StrictHostKeyChecking=yes `
-          + '-o IdentitiesOnly=yes -o BatchMode=yes -o ConnectTimeout=10',
+        ...inventoryHost({ host: host.address, sshPort: host.sshPort, sshUser: host.sshUser }, privateKeyFile, knownHosts),
         ...hostVars(host),
       }])),
     },

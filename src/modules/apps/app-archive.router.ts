@@ -1,8 +1,8 @@
 import { pipeline } from 'node:stream/promises';
 import { Router } from 'express';
 import { contextOf } from '../../http/request-context.js';
-import type { Services } from '../../services.js';
-import { authorizeApp } from './app.resolver.js';
+import type { Services } from '../../app/services.js';
+import { authorizeApp } from './app.policy.js';
 
 /**
  * GET /apps/:id/archive — the stored ZIP, byte for byte, so a user can fetch exactly what ran.

@@ -1,25 +1,17 @@
 import type { FileUpload } from 'graphql-upload-ts';
 import { GraphQLJSONObject } from 'graphql-scalars';
-import { Arg, Ctx, FieldResolver, ID, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
-import type { Context } from '../../graphql/context.js';
-import { ConnectionType } from '../../graphql/connection.js';
+import { Arg, Args, Ctx, FieldResolver, ID, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
+import type { Context } from '../../app/context.js';
+import { connectionComplexity, ConnectionType, PageArgs } from '../../graphql/connection.js';
 import { Project } from '../projects/project.model.js';
-import { authorizeInProject, authorizeProject, type ProjectAction } from '../projects/project.policy.js';
+import { authorizeProject } from '../projects/project.policy.js';
+import { authorizeApp } from './app.policy.js';
 import { User } from '../users/user.model.js';
 import { FlowerApp } from './flower-app.model.js';
 import { UploadScalar } from './uploaded-archive.js';
 
 @ObjectType()
 export class FlowerAppConnection extends ConnectionType('FlowerApp', FlowerApp) {}
-
-/** An app the caller may act on; deleted apps are gone for everything but their jobs' history. */
-export function authorizeApp(ctx: Context, id: string, action: ProjectAction) {
-  const loadLive = async (key: string) => {
-    const app = await ctx.loaders.app.load(key);
-    return app?.deletedAt ? null : app;
-  };
-  return authorizeInProject(ctx, loadLive, id, action, 'Flower App');
-}
 
 @Resolver(() => FlowerApp)
 export class AppResolver {
@@ -58,5 +50,14 @@ export class AppResolver {
   @FieldResolver(() => GraphQLJSONObject, { description: 'The [tool.flwr.app.config] table: the keys a run may override, with their defaults.' })
   runConfigDefaults(@Root() app: FlowerApp): Record<string, unknown> {
     return JSON.parse(app.runConfigDefaultsJson) as Record<string, unknown>;
+  }
+}
+
+@Resolver(() => Project)
+export class ProjectAppsResolver {
+  @FieldResolver(() => FlowerAppConnection, { complexity: connectionComplexity })
+  apps(@Root() project: Project, @Args(() => PageArgs) args: PageArgs, @Ctx() ctx: Context) {
+    return ctx.loaders.grouped.load(`Project.apps ${JSON.stringify(args)}`, project._id,
+      (projectIds) => ctx.services.apps.pagesByProject(projectIds, args));
   }
 }

@@ -4,9 +4,9 @@ import { pipeline } from 'node:stream/promises';
 import type { FileUpload } from 'graphql-upload-ts';
 import mongoose, { Types } from 'mongoose';
 import { conflict, isDuplicateKeyError } from '../../errors.js';
-import { findPages, type Page, type PageArgs } from '../../graphql/connection.js';
+import { findPages, type Page, type PageRequest } from '../../db/paging.js';
 import type { TrainingService } from '../training/training.service.js';
-import { readAppArchive, type AppArchive, type ArchiveLimits } from './app-archive.js';
+import { extractAppArchive, readAppArchive, type AppArchive, type ArchiveLimits } from './app-archive.js';
 import { FlowerAppModel, type FlowerApp } from './flower-app.model.js';
 import { UploadedArchive } from './uploaded-archive.js';
 
@@ -90,7 +90,7 @@ export class AppService {
   }
 
   /** A page of (not deleted) apps for each project, by project id. */
-  pagesByProject(projectIds: readonly Types.ObjectId[], args: PageArgs): Promise<Map<string, Page<FlowerApp>>> {
+  pagesByProject(projectIds: readonly Types.ObjectId[], args: PageRequest): Promise<Map<string, Page<FlowerApp>>> {
     return findPages(FlowerAppModel, 'projectId', projectIds, { deletedAt: null }, args);
   }
 
@@ -99,10 +99,18 @@ export class AppService {
     return this.bucket().openDownloadStream(app.archiveFileId!);
   }
 
-  async readArchive(app: FlowerApp): Promise<Buffer> {
+  /**
+   * Writes a stored app's files into `targetDir`, checking the archive again as it goes; returns
+   * the app. An app deleted since its job was queued cannot be unpacked.
+   */
+  async unpack(appId: Types.ObjectId, targetDir: string): Promise<FlowerApp> {
+    const app = await FlowerAppModel.findById(appId).lean<FlowerApp>().exec();
+    if (!app?.archiveFileId) throw new Error('the app was deleted');
     const chunks: Buffer[] = [];
     for await (const chunk of this.openArchive(app)) chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks);
+    const bytes = Buffer.concat(chunks);
+    await extractAppArchive(bytes, archiveOf(app), targetDir, { ...this.limits, maxBytes: bytes.length });
+    return app;
   }
 
   async delete(app: FlowerApp): Promise<void> {
@@ -142,6 +150,15 @@ export class AppService {
   private bucket() {
     return new mongoose.mongo.GridFSBucket(mongoose.connection.db!, { bucketName: BUCKET_NAME });
   }
+}
+
+/** What extractAppArchive needs to know of a stored app (it checks the bytes again itself). */
+function archiveOf(app: FlowerApp): AppArchive {
+  return {
+    sha256: app.sha256, sizeBytes: app.sizeBytes, rootPrefix: app.rootPrefix, files: app.files, name: app.name,
+    version: app.version, publisher: app.publisher, components: app.components,
+    runConfigDefaults: JSON.parse(app.runConfigDefaultsJson),
+  };
 }
 
 function appRecord(projectId: Types.ObjectId, uploaderId: string, archive: AppArchive, archiveFileId: Types.ObjectId) {

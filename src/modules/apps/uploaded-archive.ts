@@ -5,7 +5,7 @@ import { GraphQLScalarType } from 'graphql';
 import { GraphQLUpload, type FileUpload } from 'graphql-upload-ts';
 import { badUserInput } from '../../errors.js';
 import { archiveTooLarge } from './app-archive.js';
-import { readChunks, type ArchiveSource } from './archive-source.js';
+import { readChunks, type ArchiveSource } from './archive/source.js';
 
 /** Hashing reads this much at a time. */
 const HASH_CHUNK_BYTES = 256 * 1024;

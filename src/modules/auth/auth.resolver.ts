@@ -1,5 +1,5 @@
 import { Arg, Ctx, Mutation, Resolver } from 'type-graphql';
-import type { Context } from '../../graphql/context.js';
+import type { Context } from '../../app/context.js';
 import { requireViewer } from '../projects/project.policy.js';
 import { AuthPayload } from './auth-payload.model.js';
 import { LoginInput, RegisterInput } from './auth.inputs.js';

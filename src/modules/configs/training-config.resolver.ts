@@ -1,7 +1,7 @@
 import { GraphQLJSONObject } from 'graphql-scalars';
-import { Arg, Ctx, FieldResolver, ID, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
-import type { Context } from '../../graphql/context.js';
-import { ConnectionType } from '../../graphql/connection.js';
+import { Arg, Args, Ctx, FieldResolver, ID, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
+import type { Context } from '../../app/context.js';
+import { connectionComplexity, ConnectionType, PageArgs } from '../../graphql/connection.js';
 import { Project } from '../projects/project.model.js';
 import { authorizeInProject, authorizeProject } from '../projects/project.policy.js';
 import { User } from '../users/user.model.js';
@@ -40,5 +40,14 @@ export class TrainingConfigResolver {
   @FieldResolver(() => GraphQLJSONObject)
   runConfig(@Root() config: TrainingConfig): Record<string, unknown> {
     return runConfigOf(config);
+  }
+}
+
+@Resolver(() => Project)
+export class ProjectConfigsResolver {
+  @FieldResolver(() => TrainingConfigConnection, { complexity: connectionComplexity })
+  configs(@Root() project: Project, @Args(() => PageArgs) args: PageArgs, @Ctx() ctx: Context) {
+    return ctx.loaders.grouped.load(`Project.configs ${JSON.stringify(args)}`, project._id,
+      (projectIds) => ctx.services.configs.pagesByProject(projectIds, args));
   }
 }

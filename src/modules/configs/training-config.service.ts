@@ -1,6 +1,6 @@
 import { Types } from 'mongoose';
 import { badUserInput, conflict, isDuplicateKeyError, type FieldViolation } from '../../errors.js';
-import { findPages, type Page, type PageArgs } from '../../graphql/connection.js';
+import { findPages, type Page, type PageRequest } from '../../db/paging.js';
 import { hasControlCharacters, normalizeText, textViolation } from '../../graphql/text.js';
 import type { CreateTrainingConfigInput } from './training-config.inputs.js';
 import { TrainingConfigModel, type RunConfig, type TrainingConfig } from './training-config.model.js';
@@ -37,8 +37,12 @@ export class TrainingConfigService {
     throw conflict(`Too many concurrent saves of "${fields.name}": try again.`);
   }
 
+  async deleteAllInProject(projectId: Types.ObjectId): Promise<void> {
+    await TrainingConfigModel.deleteMany({ projectId }).exec();
+  }
+
   /** A page of configs for each project, by project id. */
-  pagesByProject(projectIds: readonly Types.ObjectId[], args: PageArgs): Promise<Map<string, Page<TrainingConfig>>> {
+  pagesByProject(projectIds: readonly Types.ObjectId[], args: PageRequest): Promise<Map<string, Page<TrainingConfig>>> {
     return findPages(TrainingConfigModel, 'projectId', projectIds, {}, args);
   }
 }

@@ -1,10 +1,10 @@
 import { Arg, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root, Subscription } from 'type-graphql';
-import type { Context } from '../../graphql/context.js';
+import type { Context } from '../../app/context.js';
 import { parseId } from '../../graphql/ids.js';
 import { notFound } from '../../errors.js';
 import { Project } from '../projects/project.model.js';
 import { authorizeInProject, authorizeProject, type Caller, type ProjectAction } from '../projects/project.policy.js';
-import { JobLogLine } from '../training/job-log-line.model.js';
+import { LogLineObject } from '../../graphql/log-line.js';
 import { Deployment, type DeploymentLogLine } from './deployment.model.js';
 import { RegisterNodeInput } from './node.inputs.js';
 import { Node } from './node.model.js';
@@ -65,7 +65,7 @@ export class NodeResolver {
     return node;
   }
 
-  @Subscription(() => JobLogLine, {
+  @Subscription(() => LogLineObject, {
     description: 'Ansible output, line by line; completes when the deployment ends.',
     subscribe: async ({ args, context }) => {
       const deployment = await authorizeDeployment(context as Context, args.deploymentId as string);
@@ -96,7 +96,7 @@ export class DeploymentResolver {
     return node;
   }
 
-  @FieldResolver(() => [JobLogLine], { description: `The last lines of Ansible output (${DEFAULT_LOG_LINES} by default).` })
+  @FieldResolver(() => [LogLineObject], { description: `The last lines of Ansible output (${DEFAULT_LOG_LINES} by default).` })
   logs(@Root() deployment: Deployment, @Ctx() ctx: Context, @Arg('last', () => Int, { nullable: true }) last?: number): Promise<DeploymentLogLine[]> {
     return ctx.services.nodes.deploymentLogs(deployment._id, clamp(last, DEFAULT_LOG_LINES, 20_000));
   }

@@ -1,21 +1,15 @@
 import { Types } from 'mongoose';
-import { badUserInput, conflict, isDuplicateKeyError, notFound } from '../../errors.js';
+import { LogLineStore } from '../../db/log-lines.js';
+import { badUserInput, conflict, isDuplicateKeyError } from '../../errors.js';
 import { normalizeText, textViolation } from '../../graphql/text.js';
-import { topic, type PubSub } from '../../pubsub/pubsub.js';
-import { FederationKind, TrainingJobModel, UNFINISHED_STATUSES } from '../training/training-job.model.js';
-import {
-  DeploymentLogLineModel, DeploymentModel, DeploymentStatus, deploymentFinished, type Deployment, type DeploymentLogLine,
-} from './deployment.model.js';
+import type { PubSub } from '../../pubsub/pubsub.js';
+import { FederationKind } from '../training/training-job.model.js';
+import type { TrainingService } from '../training/training.service.js';
+import { DeploymentLifecycle, type DeploymentOutcome } from './deployment.lifecycle.js';
+import { DeploymentLogLineModel, DeploymentModel, DeploymentStatus, type Deployment, type DeploymentLogLine } from './deployment.model.js';
+import { deployerWakeUps, deploymentEvents, nodeEvents } from './node.events.js';
 import type { RegisterNodeInput } from './node.inputs.js';
 import { NodeModel, NodeStatus, type Node } from './node.model.js';
-
-/** A node's status (or last-seen time) changed. */
-export const nodeEvents = (projectId: string) => topic<Node>(`nodes.${projectId}`);
-
-export type DeploymentEvent = { type: 'log'; line: DeploymentLogLine } | { type: 'updated'; deployment: Deployment };
-export const deploymentEvents = (deploymentId: string) => topic<DeploymentEvent>(`deployment.${deploymentId}`);
-/** Tells deployers that a deployment was queued. */
-export const deployerWakeUps = topic<Record<string, never>>('deployer.wake-up');
 
 /**
  * What only the part of Pollen that runs Flower and Ansible can do for nodes. The runner
@@ -31,15 +25,23 @@ export interface NodeHosting {
 const MAX_NAME_LENGTH = 64;
 const MAX_PARTITION_ATTEMPTS = 20;
 const DEPLOYMENT_LOG_LINES_KEPT = 20_000;
+/** A RUNNING deployment whose deployer has not said it lives for this long belongs to an instance that died. */
+const DEPLOYMENT_STALE_MS = 60_000;
 // A host name (RFC 1123 labels), an IPv4 address or an IPv6 address; nothing Ansible would read as options.
 const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$|^[0-9A-Fa-f:.]+$/;
 const SSH_USER = /^[a-z_][a-z0-9_.-]{0,31}$/i;
 
 export class NodeService {
+  /** A deployment's states and transitions: the only code that writes a deployment's status. */
+  readonly deploymentLifecycle: DeploymentLifecycle;
   private hosting?: NodeHosting;
-  private readonly nextLogSeq = new Map<string, number>();
+  private readonly logLines = new LogLineStore<'deploymentId', DeploymentLogLine>(DeploymentLogLineModel, 'deploymentId',
+    { kept: DEPLOYMENT_LOG_LINES_KEPT, trimEvery: 1000 });
 
-  constructor(private readonly pubsub: PubSub) {}
+  /** `training` is a getter: the training service also asks this one how many nodes a project has. */
+  constructor(private readonly pubsub: PubSub, private readonly training: () => TrainingService) {
+    this.deploymentLifecycle = new DeploymentLifecycle(pubsub);
+  }
 
   /** Set once the runner exists (it needs the services first). */
   attachHosting(hosting: NodeHosting): void {
@@ -94,8 +96,32 @@ export class NodeService {
     return NodeModel.find({ projectId }).sort({ partitionId: 1 }).lean<Node[]>().exec();
   }
 
+  countRegistered(projectId: Types.ObjectId): Promise<number> {
+    return NodeModel.countDocuments({ projectId }).exec();
+  }
+
   countOnline(projectId: Types.ObjectId): Promise<number> {
     return NodeModel.countDocuments({ projectId, status: NodeStatus.ONLINE }).exec();
+  }
+
+  /** The project's nodes on `node`'s host that come before it (their SuperNodes take the ports before its one). */
+  countEarlierOnSameHost(node: Node): Promise<number> {
+    return NodeModel.countDocuments({ projectId: node.projectId, host: node.host, partitionId: { $lt: node.partitionId } }).exec();
+  }
+
+  /** The project's nodes that are not ONLINE, in partition order. */
+  notOnline(projectId: Types.ObjectId): Promise<Node[]> {
+    return NodeModel.find({ projectId, status: { $ne: NodeStatus.ONLINE } }).sort({ partitionId: 1 }).lean<Node[]>().exec();
+  }
+
+  /** The project's nodes whose key is registered at its SuperLink. */
+  registeredAtSuperLink(projectId: Types.ObjectId): Promise<Node[]> {
+    return NodeModel.find({ projectId, flowerNodeId: { $ne: null } }).lean<Node[]>().exec();
+  }
+
+  /** Projects that have nodes registered at their SuperLink: their federations run. */
+  async projectsWithSuperLinks(): Promise<Types.ObjectId[]> {
+    return NodeModel.distinct('projectId', { flowerNodeId: { $ne: null } }).exec();
   }
 
   /** Queues a run of the deploy playbook; a deployer picks it up. A node has one deployment at a time. */
@@ -114,16 +140,13 @@ export class NodeService {
 
   /** Removes the node from its host and from the project; refused while a REMOTE job of the project may use it. */
   async remove(node: Node): Promise<void> {
-    const busy = await TrainingJobModel.exists({
-      projectId: node.projectId, federation: FederationKind.REMOTE, status: { $in: UNFINISHED_STATUSES },
-    });
-    if (busy) throw conflict('A REMOTE training job of this project has not finished: cancel it or let it finish first.');
+    if (await this.training().hasUnfinishedJobs({ projectId: node.projectId, federation: FederationKind.REMOTE })) throw conflict('A REMOTE training job of this project has not finished: cancel it or let it finish first.');
     if (await DeploymentModel.exists({ nodeId: node._id, status: { $in: [DeploymentStatus.QUEUED, DeploymentStatus.RUNNING] } })) {
       throw conflict('This node is being deployed: wait for the deployment to end.');
     }
     await this.host.uninstall(node);
     const deployments = await DeploymentModel.find({ nodeId: node._id }, { _id: 1 }).lean<Deployment[]>().exec();
-    await DeploymentLogLineModel.deleteMany({ deploymentId: { $in: deployments.map((d) => d._id) } }).exec();
+    await this.logLines.deleteAll(deployments.map((d) => d._id));
     await DeploymentModel.deleteMany({ nodeId: node._id }).exec();
     await NodeModel.deleteOne({ _id: node._id }).exec();
   }
@@ -145,32 +168,32 @@ export class NodeService {
     return DeploymentModel.findById(id).lean<Deployment>().exec();
   }
 
-  async updateDeployment(id: Types.ObjectId, changes: Partial<Deployment>): Promise<Deployment> {
-    const deployment = await DeploymentModel.findOneAndUpdate({ _id: id }, { $set: changes }, { returnDocument: 'after' })
-      .lean<Deployment>().exec();
-    if (!deployment) throw notFound('Deployment');
-    this.pubsub.publish(deploymentEvents(id.toHexString()), { type: 'updated', deployment });
-    if (deploymentFinished(deployment.status)) this.nextLogSeq.delete(id.toHexString());
-    return deployment;
+  /**
+   * A deployment ended: its outcome recorded, and a node whose deployment failed marked FAILED
+   * (one that succeeded gets its status from its SuperLink, see NodeHosting).
+   */
+  async deploymentEnded(deployment: Deployment, outcome: DeploymentOutcome): Promise<Deployment> {
+    if (!outcome.ok) await this.setStatus(deployment.nodeId, { status: NodeStatus.FAILED });
+    const ended = await this.deploymentLifecycle.ended(deployment._id, outcome);
+    this.logLines.forget(deployment._id);
+    return ended;
   }
 
-  async appendDeploymentLogs(deploymentId: Types.ObjectId, lines: Array<{ at: Date; line: string }>): Promise<void> {
-    if (lines.length === 0) return;
-    const key = deploymentId.toHexString();
-    let seq = this.nextLogSeq.get(key) ?? await this.lastLogSeq(deploymentId) + 1;
-    const docs = lines.map(({ at, line }) => ({ deploymentId, seq: seq++, at, line }));
-    this.nextLogSeq.set(key, seq);
-    await DeploymentLogLineModel.insertMany(docs);
-    for (const line of docs) this.pubsub.publish(deploymentEvents(key), { type: 'log', line });
-    if (seq > DEPLOYMENT_LOG_LINES_KEPT && Math.floor((seq - 1) / 1000) !== Math.floor((seq - 1 - docs.length) / 1000)) {
-      await DeploymentLogLineModel.deleteMany({ deploymentId, seq: { $lt: seq - DEPLOYMENT_LOG_LINES_KEPT } }).exec();
+  /** Fails the deployments that dead deployers left RUNNING, and their nodes. */
+  async reconcileDeployments(running: ReadonlySet<string>): Promise<void> {
+    for (const deployment of await this.deploymentLifecycle.reconcile(running, DEPLOYMENT_STALE_MS)) {
+      await this.setStatus(deployment.nodeId, { status: NodeStatus.FAILED });
     }
   }
 
-  async deploymentLogs(deploymentId: Types.ObjectId, last: number, afterSeq = 0): Promise<DeploymentLogLine[]> {
-    const lines = await DeploymentLogLineModel.find({ deploymentId, seq: { $gt: afterSeq } }).sort({ seq: -1 }).limit(last)
-      .lean<DeploymentLogLine[]>().exec();
-    return lines.reverse();
+  async appendDeploymentLogs(deploymentId: Types.ObjectId, lines: Array<{ at: Date; line: string }>): Promise<void> {
+    for (const line of await this.logLines.append(deploymentId, lines)) {
+      this.pubsub.publish(deploymentEvents(deploymentId.toHexString()), { type: 'log', line });
+    }
+  }
+
+  deploymentLogs(deploymentId: Types.ObjectId, last: number, afterSeq = 0): Promise<DeploymentLogLine[]> {
+    return this.logLines.last(deploymentId, last, afterSeq);
   }
 
   /** Uninstalls every node of a project that is being deleted (best effort), then forgets them. */
@@ -180,17 +203,12 @@ export class NodeService {
     }
     for (const node of await this.list(projectId)) await this.host.uninstall(node);
     const deployments = await DeploymentModel.find({ projectId }, { _id: 1 }).lean<Deployment[]>().exec();
-    await DeploymentLogLineModel.deleteMany({ deploymentId: { $in: deployments.map((d) => d._id) } }).exec();
+    await this.logLines.deleteAll(deployments.map((d) => d._id));
     await DeploymentModel.deleteMany({ projectId }).exec();
     await NodeModel.deleteMany({ projectId }).exec();
   }
 
   private publish(node: Node): void {
     this.pubsub.publish(nodeEvents(node.projectId.toHexString()), node);
-  }
-
-  private async lastLogSeq(deploymentId: Types.ObjectId): Promise<number> {
-    const last = await DeploymentLogLineModel.findOne({ deploymentId }).sort({ seq: -1 }).lean<DeploymentLogLine>().exec();
-    return last?.seq ?? 0;
   }
 }

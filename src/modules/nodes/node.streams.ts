@@ -1,8 +1,8 @@
 import { closable } from '../../pubsub/pubsub.js';
-import type { Services } from '../../services.js';
+import type { Services } from '../../app/services.js';
 import { deploymentFinished, type Deployment, type DeploymentLogLine } from './deployment.model.js';
 import type { Node } from './node.model.js';
-import { deploymentEvents, nodeEvents } from './node.service.js';
+import { deploymentEvents, nodeEvents } from './node.events.js';
 
 // Every stream subscribes before it reads, so nothing published in between is missed.
 

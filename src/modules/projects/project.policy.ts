@@ -1,6 +1,6 @@
 import { forbidden, notFound, unauthenticated } from '../../errors.js';
 import { parseId } from '../../graphql/ids.js';
-import type { Loaders } from '../../graphql/context.js';
+import type { Loaders } from '../../app/context.js';
 import type { Viewer } from '../auth/token.service.js';
 import { ProjectRole, type Project } from './project.model.js';
 

@@ -1,9 +1,8 @@
 import { Arg, Args, ArgsType, Ctx, Field, FieldResolver, ID, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
-import type { Context } from '../../graphql/context.js';
-import { connectionComplexity, ConnectionType, PageArgs, type Page } from '../../graphql/connection.js';
+import type { Context } from '../../app/context.js';
+import type { Page } from '../../db/paging.js';
+import { connectionComplexity, ConnectionType, PageArgs } from '../../graphql/connection.js';
 import { parseId } from '../../graphql/ids.js';
-import { FlowerAppConnection } from '../apps/app.resolver.js';
-import { TrainingConfigConnection } from '../configs/training-config.resolver.js';
 import { User } from '../users/user.model.js';
 import { CreateProjectInput, UpdateProjectInput } from './project.inputs.js';
 import { Project, ProjectMember, ProjectRole } from './project.model.js';
@@ -95,18 +94,6 @@ export class ProjectResolver {
   @FieldResolver(() => [ProjectMember])
   members(@Root() project: Project): ProjectMember[] {
     return project.members;
-  }
-
-  @FieldResolver(() => FlowerAppConnection, { complexity: connectionComplexity })
-  apps(@Root() project: Project, @Args(() => PageArgs) args: PageArgs, @Ctx() ctx: Context) {
-    return ctx.loaders.grouped.load(`Project.apps ${JSON.stringify(args)}`, project._id,
-      (projectIds) => ctx.services.apps.pagesByProject(projectIds, args));
-  }
-
-  @FieldResolver(() => TrainingConfigConnection, { complexity: connectionComplexity })
-  configs(@Root() project: Project, @Args(() => PageArgs) args: PageArgs, @Ctx() ctx: Context) {
-    return ctx.loaders.grouped.load(`Project.configs ${JSON.stringify(args)}`, project._id,
-      (projectIds) => ctx.services.configs.pagesByProject(projectIds, args));
   }
 }
 

@@ -4,12 +4,12 @@ import { Types } from 'mongoose';
 import { claim, releaseClaims } from '../../db/claims.js';
 import { readById } from '../../db/loaders.js';
 import { badUserInput, conflict, forbidden, notFound } from '../../errors.js';
-import { findPage, type Page, type PageArgs } from '../../graphql/connection.js';
+import { findPage, type Page, type PageRequest } from '../../db/paging.js';
 import type { AccessWatch } from '../../graphql/live-subscribe.js';
 import { normalizeText, textViolation } from '../../graphql/text.js';
 import { topic, type PubSub } from '../../pubsub/pubsub.js';
 import type { AppService } from '../apps/app.service.js';
-import { TrainingConfigModel } from '../configs/training-config.model.js';
+import type { TrainingConfigService } from '../configs/training-config.service.js';
 import type { NodeService } from '../nodes/node.service.js';
 import type { TrainingService } from '../training/training.service.js';
 import type { UserService } from '../users/user.service.js';
@@ -30,6 +30,7 @@ export class ProjectService {
   constructor(
     private readonly users: UserService,
     private readonly apps: AppService,
+    private readonly configs: TrainingConfigService,
     private readonly training: TrainingService,
     private readonly nodes: NodeService,
     private readonly pubsub: PubSub,
@@ -67,7 +68,7 @@ export class ProjectService {
     await this.nodes.removeAllInProject(project._id);
     await ProjectModel.deleteOne({ _id: project._id }).exec();
     await this.apps.deleteAllInProject(project._id);
-    await TrainingConfigModel.deleteMany({ projectId: project._id }).exec();
+    await this.configs.deleteAllInProject(project._id);
     await this.training.deleteAllInProject(project._id);
     await releaseClaims(project._id.toHexString());
     this.pubsub.publish(projectAccessChanges, { projectId: project._id.toHexString() });
@@ -115,7 +116,7 @@ export class ProjectService {
     })();
     return { lost, stop: () => void changes.return?.() };
   }
-  list(userId: string, args: PageArgs & { search?: string | null }): Promise<Page<Project>> {
+  list(userId: string, args: PageRequest & { search?: string | null }): Promise<Page<Project>> {
     const filter: Record<string, unknown> = { 'members.userId': new Types.ObjectId(userId) };
     const search = args.search?.trim().toLowerCase();
     if (search) filter.nameKey = { $regex: escapeRegex(search) };

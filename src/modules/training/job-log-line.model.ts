@@ -1,9 +1,7 @@
 import { getModelForClass, index, modelOptions, prop } from '@typegoose/typegoose';
 import { Types } from 'mongoose';
-import { Field, ObjectType } from 'type-graphql';
 
 /** One line of a job's ServerApp output, ANSI codes stripped; the last lines per job are kept. */
-@ObjectType('LogLine')
 @modelOptions({ schemaOptions: { collection: 'job_log_lines' } })
 @index({ jobId: 1, seq: -1 })
 export class JobLogLine {
@@ -14,12 +12,10 @@ export class JobLogLine {
   @prop({ required: true })
   seq!: number;
 
-  @Field(() => Date)
   @prop({ required: true })
   at!: Date;
 
   /** May be empty: blank lines are part of the output. */
-  @Field(() => String)
   @prop({ type: () => String, default: '' })
   line!: string;
 }

@@ -2,15 +2,17 @@ import { GraphQLJSONObject } from 'graphql-scalars';
 import {
   Arg, Args, Ctx, FieldResolver, ID, Int, Mutation, ObjectType, Query, Resolver, Root, Subscription,
 } from 'type-graphql';
-import type { Context } from '../../graphql/context.js';
-import { connectionComplexity, ConnectionType, type Page } from '../../graphql/connection.js';
-import { authorizeApp } from '../apps/app.resolver.js';
+import type { Context } from '../../app/context.js';
+import type { Page } from '../../db/paging.js';
+import { connectionComplexity, ConnectionType } from '../../graphql/connection.js';
+import { authorizeApp } from '../apps/app.policy.js';
 import { FlowerApp } from '../apps/flower-app.model.js';
 import { TrainingConfig } from '../configs/training-config.model.js';
 import { Project } from '../projects/project.model.js';
 import { authorizeInProject, type Caller } from '../projects/project.policy.js';
 import { User } from '../users/user.model.js';
-import { JobLogLine } from './job-log-line.model.js';
+import { LogLineObject } from '../../graphql/log-line.js';
+import type { JobLogLine } from './job-log-line.model.js';
 import { latestMetricsFromJson, MetricPhase, RoundMetric, type MetricRecord, type MetricValues } from './round-metric.model.js';
 import { FederationKind, TrainingJob, TrainingJobStatus } from './training-job.model.js';
 import { StartTrainingInput, TrainingJobsArgs } from './training.inputs.js';
@@ -43,7 +45,7 @@ export class TrainingJobResolver {
   @Mutation(() => TrainingJob, { description: 'Cancels a queued job, or stops a running one and tears it down.' })
   async cancelTraining(@Arg('id', () => ID) id: string, @Ctx() ctx: Context): Promise<TrainingJob> {
     const { record } = await authorizeJob(ctx, id, 'cancelTraining');
-    return ctx.services.training.cancel(record);
+    return ctx.services.training.lifecycle.requestCancel(record);
   }
 
   @Subscription(() => TrainingJob, {
@@ -73,7 +75,7 @@ export class TrainingJobResolver {
     return metric;
   }
 
-  @Subscription(() => JobLogLine, {
+  @Subscription(() => LogLineObject, {
     description: 'ServerApp output, line by line; completes when the job ends.',
     subscribe: async ({ args, context }) => {
       const { record } = await authorizeJob(context as Context, args.jobId as string, 'read');
@@ -125,7 +127,7 @@ export class TrainingJobResolver {
     return latestMetricsFromJson(job.latestMetricsJson);
   }
 
-  @FieldResolver(() => [JobLogLine], { description: `The last lines of ServerApp output (${DEFAULT_LOG_LINES} by default).` })
+  @FieldResolver(() => [LogLineObject], { description: `The last lines of ServerApp output (${DEFAULT_LOG_LINES} by default).` })
   logs(@Root() job: TrainingJob, @Ctx() ctx: Context, @Arg('last', () => Int, { nullable: true }) last?: number): Promise<JobLogLine[]> {
     return ctx.services.training.logs(job._id, Math.min(Math.max(last ?? DEFAULT_LOG_LINES, 1), 5_000));
   }

@@ -1,40 +1,39 @@
 import { Types } from 'mongoose';
-import { claim } from '../../db/claims.js';
 import { readById } from '../../db/loaders.js';
-import { badUserInput, conflict, isDuplicateKeyError, notFound } from '../../errors.js';
-import { findPages, type Page, type PageArgs } from '../../graphql/connection.js';
-import { topic, type PubSub, type Subscription } from '../../pubsub/pubsub.js';
+import { LogLineStore } from '../../db/log-lines.js';
+import { findPages, type Page, type PageRequest } from '../../db/paging.js';
+import { badUserInput, isDuplicateKeyError, notFound } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+import type { PubSub } from '../../pubsub/pubsub.js';
 import type { FlowerApp } from '../apps/flower-app.model.js';
 import type { TrainingConfig } from '../configs/training-config.model.js';
-import { NodeModel, NodeStatus } from '../nodes/node.model.js';
+import type { NodeService } from '../nodes/node.service.js';
+import { JobLifecycle } from './job.lifecycle.js';
 import { JobLogLineModel, type JobLogLine } from './job-log-line.model.js';
 import {
   latestMetricsFromJson, latestMetricsToJson, latestOfEachPhase, RoundMetricModel, type MetricPhase, type MetricValues, type RoundMetric,
 } from './round-metric.model.js';
 import { runConfigFor } from './run-config.js';
-import {
-  FederationKind, isFinished, TrainingJobModel, TrainingJobStatus, UNFINISHED_STATUSES, type TrainingJob,
-} from './training-job.model.js';
-
-/** Everything that happens to one job, in the order it happened. */
-export type JobEvent =
-  | { type: 'updated'; job: TrainingJob }
-  | { type: 'metric'; metric: RoundMetric }
-  | { type: 'log'; line: JobLogLine };
-
-export const jobEvents = (jobId: string) => topic<JobEvent>(`training-job.${jobId}`);
-/** Tells runners that there is work: a job was queued, or one should be cancelled. */
-export const runnerWakeUps = topic<{ cancelJobId?: string }>('training-runner.wake-up');
+import { FederationKind, TrainingJobModel, TrainingJobStatus, UNFINISHED_STATUSES, type TrainingJob } from './training-job.model.js';
+import { jobEvents, runnerWakeUps } from './training.events.js';
 
 export const LOG_LINES_KEPT = 5_000;
-const CANCEL_WAIT_MS = 30_000;
 
 export interface TrainingLimits { maxLocalSupernodes: number; maxConcurrentJobs: number }
 
 export class TrainingService {
-  private readonly nextLogSeq = new Map<string, number>();
+  /** A job's states and transitions: the only code that writes a job's status. */
+  readonly lifecycle: JobLifecycle;
+  private readonly logLines = new LogLineStore<'jobId', JobLogLine>(JobLogLineModel, 'jobId', { kept: LOG_LINES_KEPT, trimEvery: 500 });
 
-  constructor(private readonly pubsub: PubSub, private readonly limits: TrainingLimits) {}
+  constructor(
+    private readonly pubsub: PubSub,
+    private readonly nodes: NodeService,
+    private readonly limits: TrainingLimits,
+    logger: Logger,
+  ) {
+    this.lifecycle = new JobLifecycle(pubsub, (job) => this.remoteWaitReason(job), logger.child({ component: 'job-lifecycle' }));
+  }
 
   /** Checks the config against the app, then queues the job; a runner picks it up. */
   async start(app: FlowerApp, config: TrainingConfig, creatorId: string, federation: FederationKind): Promise<TrainingJob> {
@@ -42,7 +41,7 @@ export class TrainingService {
       throw badUserInput([{ field: 'configId', message: 'belongs to another project than the app' }]);
     }
     if (federation === FederationKind.REMOTE) {
-      const registered = await NodeModel.countDocuments({ projectId: app.projectId }).exec();
+      const registered = await this.nodes.countRegistered(app.projectId);
       if (registered < config.clients) {
         throw badUserInput([{
           field: 'configId',
@@ -73,35 +72,9 @@ export class TrainingService {
     return job;
   }
 
-  /**
-   * A queued job is cancelled at once (if no runner claimed it first); a running one is asked to
-   * stop, and this waits until its runner has torn it down.
-   */
-  async cancel(job: TrainingJob): Promise<TrainingJob> {
-    if (isFinished(job.status)) throw conflict(`This job has already finished (${job.status}).`);
-    const id = job._id.toHexString();
-    if (job.status === TrainingJobStatus.QUEUED && await claimStart(job)) {
-      return this.finish(id, TrainingJobStatus.CANCELLED, 'Cancelled before it started.');
-    }
-    const events = this.pubsub.subscribe(jobEvents(id));
-    await events.ready;
-    const finished = this.waitUntilFinished(events, id, CANCEL_WAIT_MS);
-    await TrainingJobModel.updateOne({ _id: job._id }, { $set: { cancelRequestedAt: new Date() } }).exec();
-    this.pubsub.publish(runnerWakeUps, { cancelJobId: id });
-    return finished;
-  }
-
-  /** Writes a change of a running job and tells its subscribers. */
-  async update(jobId: string, changes: Partial<TrainingJob>): Promise<TrainingJob> {
-    const job = await TrainingJobModel.findOneAndUpdate({ _id: jobId }, { $set: changes }, { returnDocument: 'after' })
-      .lean<TrainingJob>().exec();
-    if (!job) throw notFound('Training job');
-    this.publishUpdate(job);
-    return job;
-  }
-
-  finish(jobId: string, status: TrainingJobStatus, statusReason: string | null): Promise<TrainingJob> {
-    return this.update(jobId, { status, statusReason, finishedAt: new Date(), lease: null });
+  /** Flower's id for the job's run, once Flower accepted it. */
+  recordFlowerRun(jobId: string, flowerRunId: string): Promise<TrainingJob> {
+    return this.update(jobId, { flowerRunId });
   }
 
   /**
@@ -133,19 +106,14 @@ export class TrainingService {
 
   /** Appends ServerApp output; only the last LOG_LINES_KEPT lines per job are kept. */
   async appendLogs(jobId: string, lines: Array<{ at: Date; line: string }>): Promise<void> {
-    if (lines.length === 0) return;
-    let seq = this.nextLogSeq.get(jobId) ?? await this.lastLogSeq(jobId) + 1;
-    const docs = lines.map(({ at, line }) => ({ jobId: new Types.ObjectId(jobId), seq: seq++, at, line }));
-    this.nextLogSeq.set(jobId, seq);
-    await JobLogLineModel.insertMany(docs);
-    for (const line of docs) this.pubsub.publish(jobEvents(jobId), { type: 'log', line });
-    if (Math.floor((seq - 1) / 500) !== Math.floor((seq - 1 - docs.length) / 500)) {
-      await JobLogLineModel.deleteMany({ jobId: docs[0]!.jobId, seq: { $lt: seq - LOG_LINES_KEPT } }).exec();
+    for (const line of await this.logLines.append(new Types.ObjectId(jobId), lines)) {
+      this.pubsub.publish(jobEvents(jobId), { type: 'log', line });
     }
   }
 
+  /** The job writes no more log lines (it ended). */
   forgetLogSequence(jobId: string): void {
-    this.nextLogSeq.delete(jobId);
+    this.logLines.forget(jobId);
   }
 
   get(jobId: string): Promise<TrainingJob | null> {
@@ -153,7 +121,7 @@ export class TrainingService {
   }
 
   /** A page of jobs for each project, by project id. */
-  pagesByProject(projectIds: readonly Types.ObjectId[], args: PageArgs & { status?: TrainingJobStatus | null }): Promise<Map<string, Page<TrainingJob>>> {
+  pagesByProject(projectIds: readonly Types.ObjectId[], args: PageRequest & { status?: TrainingJobStatus | null }): Promise<Map<string, Page<TrainingJob>>> {
     return findPages(TrainingJobModel, 'projectId', projectIds, args.status ? { status: args.status } : {}, args);
   }
 
@@ -178,9 +146,8 @@ export class TrainingService {
     }
   }
 
-  async logs(jobId: Types.ObjectId, last: number): Promise<JobLogLine[]> {
-    const lines = await JobLogLineModel.find({ jobId }).sort({ seq: -1 }).limit(last).lean<JobLogLine[]>().exec();
-    return lines.reverse();
+  logs(jobId: Types.ObjectId, last: number): Promise<JobLogLine[]> {
+    return this.logLines.last(jobId, last);
   }
 
   /**
@@ -199,13 +166,13 @@ export class TrainingService {
       const position = queue.findIndex((queued) => queued._id.equals(id));
       const reason = position < 0
         ? 'Leaving the queue: a runner is starting it, or it was cancelled.'
-        : await remoteWaitReason(queue[position]!) ?? `Waiting for a free runner (${capacity}); position ${position + 1} in line.`;
+        : await this.remoteWaitReason(queue[position]!) ?? `Waiting for a free runner (${capacity}); position ${position + 1} in line.`;
       reasons.set(id.toHexString(), reason);
     }
     return reasons;
   }
 
-  async hasUnfinishedJobs(filter: { projectId?: Types.ObjectId; appId?: Types.ObjectId }): Promise<boolean> {
+  async hasUnfinishedJobs(filter: { projectId?: Types.ObjectId; appId?: Types.ObjectId; federation?: FederationKind }): Promise<boolean> {
     return Boolean(await TrainingJobModel.exists({ ...filter, status: { $in: UNFINISHED_STATUSES } }));
   }
 
@@ -214,49 +181,35 @@ export class TrainingService {
     const jobs = await TrainingJobModel.find({ projectId }, { _id: 1 }).lean<TrainingJob[]>().exec();
     const jobIds = jobs.map((job) => job._id);
     await RoundMetricModel.deleteMany({ jobId: { $in: jobIds } }).exec();
-    await JobLogLineModel.deleteMany({ jobId: { $in: jobIds } }).exec();
+    await this.logLines.deleteAll(jobIds);
     await TrainingJobModel.deleteMany({ projectId }).exec();
+  }
+
+  /** Writes a change of a job that is not its status (only the lifecycle writes that) and tells its subscribers. */
+  private async update(jobId: string, changes: Partial<Omit<TrainingJob, 'status'>>): Promise<TrainingJob> {
+    const job = await TrainingJobModel.findOneAndUpdate({ _id: jobId }, { $set: changes }, { returnDocument: 'after' })
+      .lean<TrainingJob>().exec();
+    if (!job) throw notFound('Training job');
+    this.publishUpdate(job);
+    return job;
   }
 
   private publishUpdate(job: TrainingJob): void {
     this.pubsub.publish(jobEvents(job._id.toHexString()), { type: 'updated', job });
   }
 
-  private async waitUntilFinished(events: Subscription<JobEvent>, jobId: string, timeoutMs: number): Promise<TrainingJob> {
-    const timer = setTimeout(() => void events.return?.(), timeoutMs);
-    try {
-      for await (const event of events) {
-        if (event.type === 'updated' && isFinished(event.job.status)) return event.job;
-      }
-      return (await this.get(jobId))!;
-    } finally {
-      clearTimeout(timer);
-      await events.return?.();
-    }
+  /**
+   * Why a REMOTE job cannot start yet, or null when it can: it needs `clients` ONLINE nodes, and
+   * the project's SuperLink runs one job at a time (they would compete for the same nodes).
+   */
+  private async remoteWaitReason(job: TrainingJob): Promise<string | null> {
+    if (job.federation !== FederationKind.REMOTE) return null;
+    const online = await this.nodes.countOnline(job.projectId);
+    if (online < job.clients) return `Waiting for ${job.clients} nodes, ${online} online.`;
+    const busy = await TrainingJobModel.exists({
+      projectId: job.projectId, federation: FederationKind.REMOTE, _id: { $ne: job._id },
+      status: { $in: [TrainingJobStatus.STARTING, TrainingJobStatus.RUNNING] },
+    });
+    return busy ? "Waiting for the project's running REMOTE job to finish: its nodes train one job at a time." : null;
   }
-
-  private async lastLogSeq(jobId: string): Promise<number> {
-    const last = await JobLogLineModel.findOne({ jobId }).sort({ seq: -1 }).lean<JobLogLine>().exec();
-    return last?.seq ?? 0;
-  }
-}
-
-/** Exactly one of a runner and a cancel request gets a queued job (see db/claims.ts). */
-export function claimStart(job: TrainingJob): Promise<boolean> {
-  return claim(`training-job-start:${job._id.toHexString()}`, job.projectId.toHexString());
-}
-
-/**
- * Why a REMOTE job cannot start yet, or null when it can: it needs `clients` ONLINE nodes, and
- * the project's SuperLink runs one job at a time (they would compete for the same nodes).
- */
-export async function remoteWaitReason(job: TrainingJob): Promise<string | null> {
-  if (job.federation !== FederationKind.REMOTE) return null;
-  const online = await NodeModel.countDocuments({ projectId: job.projectId, status: NodeStatus.ONLINE }).exec();
-  if (online < job.clients) return `Waiting for ${job.clients} nodes, ${online} online.`;
-  const busy = await TrainingJobModel.exists({
-    projectId: job.projectId, federation: FederationKind.REMOTE, _id: { $ne: job._id },
-    status: { $in: [TrainingJobStatus.STARTING, TrainingJobStatus.RUNNING] },
-  });
-  return busy ? "Waiting for the project's running REMOTE job to finish: its nodes train one job at a time." : null;
 }

@@ -1,9 +1,9 @@
 import { closable } from '../../pubsub/pubsub.js';
-import type { Services } from '../../services.js';
+import type { Services } from '../../app/services.js';
 import type { JobLogLine } from './job-log-line.model.js';
 import type { RoundMetric } from './round-metric.model.js';
 import { isFinished, type TrainingJob } from './training-job.model.js';
-import { jobEvents, type JobEvent } from './training.service.js';
+import { jobEvents, type JobEvent } from './training.events.js';
 
 // Every stream subscribes before it reads, so nothing published in between is missed. Each
 // accepts only the events it uses: a job's topic also carries every log line and job update, and

@@ -45,53 +45,15 @@ const MAX_FAILURE_CHARS = 500;
  * first use and then pinned in `knownHostsFile`, so a host that changes its key is refused.
  */
 export async function runPlaybook(options: PlaybookRun): Promise<PlaybookResult> {
-  await mkdir(path.join(options.workDir, 'tmp'), { recursive: true, mode: 0o700 });
+  const env = await ansibleEnvironment(path.dirname(options.python), options.workDir);
   const inventory = path.join(options.workDir, 'inventory.json');
   const varsFile = path.join(options.workDir, 'vars.json');
   await writeFile(inventory, JSON.stringify({
-    all: {
-      hosts: {
-        node: {
-          ansible_host: options.target.host,
-          ansible_port: options.target.sshPort,
-          ansible_user: options.target.sshUser,
-          ansible_ssh_private_key_file: options.privateKeyFile,
-          // -F /dev/null and IdentitiesOnly keep this host's ~/.ssh/config and agent keys out of it.
-          ansible_ssh_common_args: `-F /dev/null -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=${options.knownHostsFile} ` +
-            '-o IdentitiesOnly=yes -o BatchMode=yes -o ConnectTimeout=10',
-        },
-      },
-    },
+    all: { hosts: { node: inventoryHost(options.target, options.privateKeyFile, options.knownHostsFile) } },
   }), { mode: 0o600 });
   await writeFile(varsFile, JSON.stringify(options.vars), { mode: 0o600 });
-  // An existing empty file: Ansible falls back to ./ansible.cfg, ~/.ansible.cfg, /etc/ansible for a missing one.
-  const ansibleConfig = path.join(options.workDir, 'ansible.cfg');
-  await writeFile(ansibleConfig, '');
-
-  const bin = path.dirname(options.python);
-  const child = spawn(path.join(bin, 'ansible-playbook'), ['-i', inventory, '-e', `@${varsFile}`, options.playbook], {
-    cwd: options.workDir,
-    env: {
-      ...process.env,
-      PATH: `${bin}${path.delimiter}${process.env.PATH ?? ''}`,
-      // Nothing from an ansible.cfg or ~/.ansible of this host changes what Pollen runs.
-      ANSIBLE_CONFIG: ansibleConfig,
-      ANSIBLE_LOCAL_TEMP: path.join(options.workDir, 'tmp'),
-      ANSIBLE_HOME: path.join(options.workDir, 'ansible-home'),
-      ANSIBLE_HOST_KEY_CHECKING: 'True',
-      ANSIBLE_PIPELINING: 'True',
-      // No SSH master process outlives the run.
-      ANSIBLE_SSH_ARGS: '-o ControlMaster=no -o ControlPersist=no',
-      ANSIBLE_NOCOLOR: '1',
-      ANSIBLE_FORCE_COLOR: '0',
-      ANSIBLE_RETRY_FILES_ENABLED: '0',
-      // A non-interactive SSH session may put another python3 first on PATH.
-      ANSIBLE_PYTHON_INTERPRETER: '/usr/bin/python3',
-      ANSIBLE_STDOUT_CALLBACK: 'default',
-      ANSIBLE_DISPLAY_SKIPPED_HOSTS: '0',
-      PYTHONUNBUFFERED: '1',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const child = spawn(path.join(path.dirname(options.python), 'ansible-playbook'), ['-i', inventory, '-e', `@${varsFile}`, options.playbook], {
+    cwd: options.workDir, env, stdio: ['ignore', 'pipe', 'pipe'],
   });
   let currentTask: string | null = null;
   let failedTask: string | null = null;
@@ -127,6 +89,52 @@ export async function runPlaybook(options: PlaybookRun): Promise<PlaybookResult>
       : code === null ? `ansible-playbook was stopped after ${options.timeoutMs / 1000} s` : `ansible-playbook exited with code ${code}`;
   }
   return { ok: false, failedTask, failure };
+}
+
+/**
+ * The environment of an Ansible run that keeps everything in `workDir`, with the Ansible of `bin`
+ * (the venv's bin/): an empty ansible.cfg there, since Ansible falls back to ./ansible.cfg,
+ * ~/.ansible.cfg and /etc/ansible for a missing one, and its home and temp files there.
+ */
+export async function ansibleEnvironment(bin: string, workDir: string): Promise<NodeJS.ProcessEnv> {
+  await mkdir(path.join(workDir, 'tmp'), { recursive: true, mode: 0o700 });
+  await writeFile(path.join(workDir, 'ansible.cfg'), '');
+  return {
+    ...process.env,
+    PATH: `${bin}${path.delimiter}${process.env.PATH ?? ''}`,
+    // Nothing from an ansible.cfg or ~/.ansible of this host changes what Pollen runs.
+    ANSIBLE_CONFIG: path.join(workDir, 'ansible.cfg'),
+    ANSIBLE_LOCAL_TEMP: path.join(workDir, 'tmp'),
+    ANSIBLE_HOME: path.join(workDir, 'ansible-home'),
+    ANSIBLE_HOST_KEY_CHECKING: 'True',
+    ANSIBLE_PIPELINING: 'True',
+    // No SSH master process outlives the run.
+    ANSIBLE_SSH_ARGS: '-o ControlMaster=no -o ControlPersist=no',
+    ANSIBLE_NOCOLOR: '1',
+    ANSIBLE_FORCE_COLOR: '0',
+    ANSIBLE_RETRY_FILES_ENABLED: '0',
+    // A non-interactive SSH session may put another python3 first on PATH.
+    ANSIBLE_PYTHON_INTERPRETER: '/usr/bin/python3',
+    ANSIBLE_STDOUT_CALLBACK: 'default',
+    ANSIBLE_DISPLAY_SKIPPED_HOSTS: '0',
+    PYTHONUNBUFFERED: '1',
+  };
+}
+
+/**
+ * One host's inventory entry: logged into with `privateKeyFile` only, its host key trusted on first
+ * use and then pinned in `knownHostsFile`, so a host that changes its key is refused.
+ */
+export function inventoryHost(target: SshTarget, privateKeyFile: string, knownHostsFile: string): Record<string, unknown> {
+  return {
+    ansible_host: target.host,
+    ansible_port: target.sshPort,
+    ansible_user: target.sshUser,
+    ansible_ssh_private_key_file: privateKeyFile,
+    // -F /dev/null and IdentitiesOnly keep this host's ~/.ssh/config and agent keys out of it.
+    ansible_ssh_common_args: `-F /dev/null -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=${knownHostsFile} ` +
+      '-o IdentitiesOnly=yes -o BatchMode=yes -o ConnectTimeout=10',
+  };
 }
 
 /** Ansible prints a JSON result after `=>`; its `msg` says what went wrong. */

@@ -6,11 +6,11 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Types } from 'mongoose';
 import type { Logger } from '../../logger.js';
-import { NodeModel, NodeStatus, type Node } from '../../modules/nodes/node.model.js';
+import { NodeStatus, type Node } from '../../modules/nodes/node.model.js';
 import type { NodeHosting, NodeService } from '../../modules/nodes/node.service.js';
+import type { ProjectSuperLinks } from '../federations/remote-federation.js';
 import { flowerEnv } from '../flower-env.js';
 import { freePort } from '../free-port.js';
-import type { RemoteSuperLinks } from '../local-federation.js';
 import { GuardedProcess } from '../guarded-process.js';
 import { PLAYBOOKS, runPlaybook, type PlaybookRun } from './ansible.js';
 import { ensureDeployKey, type DeployKey } from './deploy-key.js';
@@ -232,7 +232,7 @@ class ProjectFederation {
  * Every project's REMOTE federation on this instance, and what nodes need from it: keys,
  * deployment settings, their status from the SuperLink, and removal.
  */
-export class RemoteFederations implements NodeHosting, RemoteSuperLinks {
+export class RemoteFederations implements NodeHosting, ProjectSuperLinks {
   private readonly federations = new Map<string, ProjectFederation>();
   private deployKey?: Promise<DeployKey>;
 
@@ -244,8 +244,7 @@ export class RemoteFederations implements NodeHosting, RemoteSuperLinks {
 
   /** Starts the SuperLinks of projects that have deployed nodes (after a restart of Pollen). */
   async start(): Promise<void> {
-    const projectIds: Types.ObjectId[] = await NodeModel.distinct('projectId', { flowerNodeId: { $ne: null } }).exec();
-    for (const projectId of projectIds) {
+    for (const projectId of await this.nodes.projectsWithSuperLinks()) {
       await this.federation(projectId.toHexString()).ensureStarted()
         .catch((error) => this.logger.error({ err: error, projectId }, 'could not start a remote federation'));
     }
@@ -261,8 +260,7 @@ export class RemoteFederations implements NodeHosting, RemoteSuperLinks {
   }
 
   async offlineNodeNames(projectId: string): Promise<string[]> {
-    const nodes = await NodeModel.find({ projectId: new Types.ObjectId(projectId), status: { $ne: NodeStatus.ONLINE } },
-      { name: 1, status: 1 }).sort({ partitionId: 1 }).lean<Node[]>().exec();
+    const nodes = await this.nodes.notOnline(new Types.ObjectId(projectId));
     return nodes.map((node) => `${node.name} (${node.status})`);
   }
 
@@ -292,8 +290,8 @@ export class RemoteFederations implements NodeHosting, RemoteSuperLinks {
       await this.nodes.setStatus(node._id, { flowerNodeId });
     }
     const deployKey = await (this.deployKey ??= ensureDeployKey(this.settings.dataDir));
-    const nodeCount = await NodeModel.countDocuments({ projectId: node.projectId }).exec();
-    const sameHost = await NodeModel.countDocuments({ projectId: node.projectId, host: node.host, partitionId: { $lt: node.partitionId } }).exec();
+    const nodeCount = await this.nodes.countRegistered(node.projectId);
+    const sameHost = await this.nodes.countEarlierOnSameHost(node);
     return {
       python: this.settings.python,
       privateKeyFile: deployKey.privateKeyFile,
@@ -344,8 +342,9 @@ export class RemoteFederations implements NodeHosting, RemoteSuperLinks {
         .catch((error: Error) => log.warn({ err: error }, 'could not revoke the node key (already revoked?)'));
     }
     await rm(path.join(federation.dir, 'nodes', node._id.toHexString()), { recursive: true, force: true });
-    const others = await NodeModel.countDocuments({ projectId: node.projectId, _id: { $ne: node._id } }).exec();
-    if (others === 0) {
+    // The node itself is still registered until its record goes, after this.
+    const others = (await this.nodes.countRegistered(node.projectId)) - 1;
+    if (others <= 0) {
       await federation.stop();
       this.federations.delete(projectId);
     }
@@ -364,8 +363,7 @@ export class RemoteFederations implements NodeHosting, RemoteSuperLinks {
   /** Node status from what the SuperLink knows; deploying and failed nodes wait for their deployment. */
   private async applySnapshot(projectId: string, snapshot: NodeSnapshot[]): Promise<void> {
     const byFlowerId = new Map(snapshot.map((entry) => [entry.nodeId, entry]));
-    const nodes = await NodeModel.find({ projectId: new Types.ObjectId(projectId), flowerNodeId: { $ne: null } }).lean<Node[]>().exec();
-    for (const node of nodes) {
+    for (const node of await this.nodes.registeredAtSuperLink(new Types.ObjectId(projectId))) {
       if (node.status === NodeStatus.DEPLOYING || node.status === NodeStatus.FAILED) continue;
       const entry = byFlowerId.get(node.flowerNodeId!);
       const online = entry?.status === 'online';

@@ -7,11 +7,11 @@ import { ErrorCode } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { sessionsEnded } from '../modules/auth/auth.service.js';
 import { TokenService, type Viewer } from '../modules/auth/token.service.js';
-import type { Services } from '../services.js';
+import type { Services } from './services.js';
 import { contextForEvent, createContext, type Context } from './context.js';
-import { maskError, reportError } from './errors.js';
-import type { OperationGate } from './operation-gate.js';
-import { liveSubscribe } from './live-subscribe.js';
+import { maskError, reportError } from '../graphql/errors.js';
+import type { OperationGate } from '../graphql/operation-gate.js';
+import { liveSubscribe } from '../graphql/live-subscribe.js';
 
 /** Close code graphql-ws uses for "Forbidden"; clients treat it as "sign in again". */
 const CLOSE_FORBIDDEN = 4403;

@@ -7,22 +7,19 @@ import { promisify } from 'node:util';
 import { retryWhileDatabaseUnavailable } from '../db/database.js';
 import { isDatabaseUnavailableError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { DEFAULT_ARCHIVE_LIMITS, extractAppArchive, type AppArchive } from '../modules/apps/app-archive.js';
 import type { AppService } from '../modules/apps/app.service.js';
-import { FlowerAppModel, type FlowerApp } from '../modules/apps/flower-app.model.js';
-import { MetricPhase, type MetricValues } from '../modules/training/round-metric.model.js';
+import type { RunOutcome } from '../modules/training/job.lifecycle.js';
+import type { MetricPhase, MetricValues } from '../modules/training/round-metric.model.js';
 import { FederationKind, TrainingJobStatus, type TrainingJob } from '../modules/training/training-job.model.js';
 import { LOG_LINES_KEPT, type TrainingService } from '../modules/training/training.service.js';
 import { EventChannel, type ShimEvent } from './event-channel.js';
-import { freePort } from './free-port.js';
-import { GuardedProcess } from './guarded-process.js';
-import { flowerEnv } from './flower-env.js';
+import type { Federation, RunSetup } from './federations/federation.js';
+import { startLocalFederation } from './federations/local-federation.js';
+import { useRemoteFederation, type ProjectSuperLinks } from './federations/remote-federation.js';
 import type { JobExecution, JobLauncher } from './training-runner.js';
 
-const run = promisify(execFile);
+const exec = promisify(execFile);
 const SHIM = fileURLToPath(new URL('../../src/runner/python/pollen_shim.py', import.meta.url));
-const LOCAL_FEDERATION = 'local';
-const READY_TIMEOUT_MS = 60_000;
 /** `flwr list` costs over a second of CPU, so it is a slow fallback to the shim's events. */
 const STATUS_POLL_MS = 5_000;
 const LOG_FLUSH_MS = 200;
@@ -32,7 +29,7 @@ const ANSI = /\x1b\[[0-9;?]*[ -/]*[@-~]/g;
 /** Flower's strategies log this (with the counts) while too few SuperNodes are connected. */
 const WAITING_FOR_NODES = /Waiting for nodes to connect: (\d+) connected \(minimum required: (\d+)\)/;
 
-export interface LocalFederationSettings {
+export interface FlowerRunSettings {
   /** The Python of the venv that has flwr; its bin/ holds the Flower commands. */
   python: string;
   dataDir: string;
@@ -40,40 +37,36 @@ export interface LocalFederationSettings {
   roundTimeoutSeconds: number;
 }
 
+interface Deps {
+  training: TrainingService; apps: AppService; settings: FlowerRunSettings; superlinks: ProjectSuperLinks; logger: Logger;
+}
+
 /**
- * Runs each job under DATA_DIR/jobs/<id>/: a LOCAL job on a federation of its own on this host
- * (one SuperLink and `clients` SuperNodes, all on 127.0.0.1 with free ports), a REMOTE job on its
- * project's SuperLink and deployed nodes. Only src/runner/ knows that Flower is a set of Python
- * processes and a CLI.
+ * Starts each job as a FlowerRun under DATA_DIR/jobs/<id>/, on the federation its kind calls
+ * for. Only src/runner/ knows that Flower is a set of Python processes and a CLI.
  */
 export function flowerJobLauncher(
   training: TrainingService,
   apps: AppService,
-  settings: LocalFederationSettings,
-  remote: RemoteSuperLinks,
+  settings: FlowerRunSettings,
+  superlinks: ProjectSuperLinks,
   logger: Logger,
 ): JobLauncher {
-  return (job) => LocalRun.start(job, { training, apps, settings, remote, logger: logger.child({ jobId: job._id.toHexString() }) });
+  return (job) => FlowerRun.start(job, { training, apps, settings, superlinks, logger: logger.child({ jobId: job._id.toHexString() }) });
 }
 
-/** REMOTE jobs run on their project's long-lived SuperLink (runner/remote/remote-federations.ts). */
-export interface RemoteSuperLinks {
-  superlinkFor(projectId: string): Promise<{ env: NodeJS.ProcessEnv; federation: string }>;
-  /** The project's nodes that are not ONLINE now, named with their status, for failure reasons. */
-  offlineNodeNames(projectId: string): Promise<string[]>;
-}
-
-interface Deps {
-  training: TrainingService; apps: AppService; settings: LocalFederationSettings; remote: RemoteSuperLinks; logger: Logger;
-}
-type Outcome = Awaited<JobExecution['outcome']>;
-
-class LocalRun implements JobExecution {
-  readonly outcome: Promise<Outcome>;
-  private settle!: (outcome: Outcome) => void;
+/**
+ * One job's Flower run: the app unpacked with the shim in front of its ServerApp, a federation to
+ * run on, `flwr run`, and then the run's metrics and output stored as they come, its status
+ * followed (the shim's events, `flwr list` as a fallback), and the watchdogs that stop a run which
+ * waits for nodes or rounds for too long.
+ */
+class FlowerRun implements JobExecution {
+  readonly outcome: Promise<RunOutcome>;
+  private settle!: (outcome: RunOutcome) => void;
   private settled = false;
-  private readonly processes: GuardedProcess[] = [];
   private channel?: EventChannel;
+  private federation?: Federation;
   private flowerRunId?: string;
   private pendingLogs: Array<{ at: Date; line: string }> = [];
   /** The log lines being stored now, if any; one write at a time keeps them in order. */
@@ -93,12 +86,6 @@ class LocalRun implements JobExecution {
   private readonly halt = new AbortController();
   /** Aborted at teardown: a `flwr` command still running (a status poll) does not outlive the run. */
   private readonly cli = new AbortController();
-  /** The SuperLink of the project, for a REMOTE job. */
-  private remoteLink?: { env: NodeJS.ProcessEnv; federation: string };
-  /** The federation name in FLWR_HOME/config.toml that `flwr` commands use. */
-  private federation = LOCAL_FEDERATION;
-  /** The user's ServerApp, which the shim imports and runs. */
-  private shimTarget = '';
   /** Metrics are stored and published one after another, in the order the shim sent them. */
   private recording: Promise<void> = Promise.resolve();
 
@@ -106,15 +93,15 @@ class LocalRun implements JobExecution {
     this.outcome = new Promise((resolve) => (this.settle = resolve));
   }
 
-  static async start(job: TrainingJob, deps: Deps): Promise<LocalRun> {
-    const localRun = new LocalRun(job, deps);
+  static async start(job: TrainingJob, deps: Deps): Promise<FlowerRun> {
+    const flowerRun = new FlowerRun(job, deps);
     try {
-      await localRun.launch();
+      await flowerRun.launch();
     } catch (error) {
-      await localRun.teardown();
+      await flowerRun.teardown();
       throw error;
     }
-    return localRun;
+    return flowerRun;
   }
 
   private get id(): string {
@@ -125,24 +112,28 @@ class LocalRun implements JobExecution {
     return path.join(this.deps.settings.dataDir, 'jobs', this.id);
   }
 
-  private get isRemote(): boolean {
-    return this.job.federation === FederationKind.REMOTE;
-  }
-
-  private get env(): NodeJS.ProcessEnv {
-    return this.remoteLink?.env ?? flowerEnv(this.deps.settings.python, path.join(this.dir, 'flwr-home'));
-  }
-
   private async launch(): Promise<void> {
     await rm(this.dir, { recursive: true, force: true });
     await mkdir(path.join(this.dir, 'flwr-home'), { recursive: true, mode: 0o700 });
     this.channel = await EventChannel.open((event) => this.onShimEvent(event));
-    await this.prepareApp();
-    if (this.isRemote) await this.useProjectSuperLink();
-    else await this.startLocalFederation();
+    const appDir = path.join(this.dir, 'app');
+    const serverapp = await this.prepareApp(appDir);
+    const setup: RunSetup = {
+      job: this.job, dir: this.dir, appDir,
+      shim: { target: serverapp, address: this.channel.address, token: this.channel.token },
+      onProcessDied: (label, command, code, signal) => this.onProcessDied(label, command, code, signal),
+      onLine: (name, line) => this.remember(`[${name}] ${line.replace(ANSI, '')}`),
+    };
+    try {
+      this.federation = this.job.federation === FederationKind.REMOTE
+        ? await useRemoteFederation(setup, this.deps.superlinks)
+        : await startLocalFederation(setup, this.deps.settings.python);
+    } catch (error) {
+      throw new Error(this.reasonWithLog((error as Error).message));
+    }
 
-    this.flowerRunId = await this.submit();
-    await this.deps.training.update(this.id, { flowerRunId: this.flowerRunId });
+    this.flowerRunId = await this.submit(appDir);
+    await this.deps.training.recordFlowerRun(this.id, this.flowerRunId);
     this.lastProgressAt = Date.now();
     this.timers.push(setInterval(() => void this.pollStatus(), STATUS_POLL_MS));
     this.timers.push(setInterval(() => this.checkWatchdogs(), 1_000));
@@ -151,87 +142,27 @@ class LocalRun implements JobExecution {
     }, LOG_FLUSH_MS));
   }
 
-  /** A SuperLink and `clients` SuperNodes of the job's own, on 127.0.0.1. */
-  private async startLocalFederation(): Promise<void> {
-    const linkPort = await freePort();
-    await writeFile(path.join(this.dir, 'flwr-home', 'config.toml'),
-      `[superlink]\ndefault = "${LOCAL_FEDERATION}"\n\n[superlink.${LOCAL_FEDERATION}]\naddress = "127.0.0.1:${linkPort}"\ninsecure = true\n`);
-    // The shim's settings travel in the environment (SuperLink -> SuperExec -> ServerApp all inherit it),
-    // so the channel's token stays on this host instead of inside the app bundle.
-    this.spawn('superlink', 'flower-superlink', ['--insecure', '--host', '127.0.0.1', '--port', String(linkPort),
-      '--database', path.join(this.dir, 'state.db'), '--disable-runtime-dependency-installation']);
-    await this.waitForHealth(linkPort);
-    for (let partition = 0; partition < this.job.clients; partition += 1) {
-      this.spawn(`supernode ${partition}`, 'flower-supernode', ['--insecure', '--superlink', `127.0.0.1:${linkPort}`,
-        '--host', '127.0.0.1', '--port', String(await freePort()),
-        '--node-config', `partition-id=${partition} num-partitions=${this.job.clients}`]);
-    }
-  }
-
-  /**
-   * The project's SuperLink runs for longer than any job and for every job of the project, so the
-   * shim's settings cannot travel in its environment: they go in pollen_shim.json inside the app.
-   * The token then also reaches the SuperNodes with the app; it only opens the event channel,
-   * which listens on this host's loopback, out of their reach.
-   */
-  private async useProjectSuperLink(): Promise<void> {
-    this.remoteLink = await this.deps.remote.superlinkFor(this.job.projectId.toHexString());
-    this.federation = this.remoteLink.federation;
-    await writeFile(path.join(this.dir, 'app', 'pollen_shim.json'),
-      JSON.stringify({ target: this.shimTarget, address: this.channel!.address, token: this.channel!.token }), { mode: 0o600 });
-  }
-
-  /** Unpacks the stored archive and puts the shim in front of the user's ServerApp. */
-  private async prepareApp(): Promise<void> {
-    const app = await FlowerAppModel.findById(this.job.appId).lean<FlowerApp>().exec();
-    if (!app?.archiveFileId) throw new Error('the app was deleted');
-    const appDir = path.join(this.dir, 'app');
-    const bytes = await this.deps.apps.readArchive(app);
-    await extractAppArchive(bytes, archiveOf(app), appDir, { ...DEFAULT_ARCHIVE_LIMITS, maxBytes: bytes.length });
+  /** Unpacks the stored app and puts the shim in front of its ServerApp; returns the ServerApp the shim runs. */
+  private async prepareApp(appDir: string): Promise<string> {
+    const app = await this.deps.apps.unpack(this.job.appId, appDir);
     await copyFile(SHIM, path.join(appDir, 'pollen_shim.py'));
-    this.shimTarget = app.components.serverapp;
     const pyproject = path.join(appDir, 'pyproject.toml');
     await writeFile(pyproject, pointServerAppAtShim(await readFile(pyproject, 'utf8')));
+    return app.components.serverapp;
   }
 
-  private spawn(name: string, command: string, args: string[]): void {
-    const env = name === 'superlink'
-      ? { ...this.env, POLLEN_SHIM_TARGET: this.shimTarget, POLLEN_EVENTS_ADDRESS: this.channel!.address, POLLEN_EVENTS_TOKEN: this.channel!.token }
-      : this.env;
-    const child = GuardedProcess.start(name, path.join(path.dirname(this.deps.settings.python), command), args, {
-      python: this.deps.settings.python, env, cwd: this.dir,
-      onLine: (line) => this.remember(`[${name}] ${line.replace(ANSI, '')}`),
-    });
-    this.processes.push(child);
-    void child.exited.then(({ code, signal }) => {
-      if (!this.stopping && !this.settled) {
-        const label = name.replace(/^superlink/, 'SuperLink').replace(/^supernode/, 'SuperNode');
-        const reason = `The ${label} process (${command}) ${howItEnded(code, signal)} at round ${this.round}; ` +
-          'the run cannot go on without it.';
-        // A crash (an exit code) usually left a traceback worth showing; a kill left nothing of its own.
-        this.finish(TrainingJobStatus.FAILED, signal || (code ?? 0) > 128 ? reason : this.reasonWithLog(reason));
-      }
-    });
+  private onProcessDied(label: string, command: string, code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.stopping || this.settled) return;
+    const reason = `The ${label} process (${command}) ${howItEnded(code, signal)} at round ${this.round}; ` +
+      'the run cannot go on without it.';
+    // A crash (an exit code) usually left a traceback worth showing; a kill left nothing of its own.
+    this.finish(TrainingJobStatus.FAILED, signal || (code ?? 0) > 128 ? reason : this.reasonWithLog(reason));
   }
 
-  private async waitForHealth(port: number): Promise<void> {
-    const deadline = Date.now() + READY_TIMEOUT_MS;
-    while (Date.now() < deadline) {
-      if (this.settled) throw new Error(this.reasonWithLog('The SuperLink did not start.'));
-      try {
-        if ((await fetch(`http://127.0.0.1:${port}/health`)).ok) return;
-      } catch {
-        // not listening yet
-      }
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-    throw new Error(this.reasonWithLog(`The SuperLink was not ready within ${READY_TIMEOUT_MS / 1000} s.`));
-  }
-
-  private async submit(): Promise<string> {
+  private async submit(appDir: string): Promise<string> {
     const overrides = Object.entries(JSON.parse(this.job.runConfigJson) as Record<string, unknown>)
       .flatMap(([key, value]) => ['--run-config', `${key}=${tomlValue(value)}`]);
-    const { stdout } = await this.flwr(['run', path.join(this.dir, 'app'), this.federation, ...overrides, '--format', 'json']);
+    const { stdout } = await this.flwr(['run', appDir, this.federation!.name, ...overrides, '--format', 'json']);
     const answer = JSON.parse(stdout) as { success?: boolean; 'run-id'?: number | string; 'error-message'?: string };
     if (!answer.success || answer['run-id'] === undefined) {
       throw new Error(`Flower refused the run: ${answer['error-message'] ?? stdout.trim()}`);
@@ -240,8 +171,8 @@ class LocalRun implements JobExecution {
   }
 
   private flwr(args: string[]) {
-    return run(path.join(path.dirname(this.deps.settings.python), 'flwr'), args, {
-      env: this.env, cwd: this.dir, timeout: 60_000, maxBuffer: 16 * 1024 * 1024, signal: this.cli.signal,
+    return exec(path.join(path.dirname(this.deps.settings.python), 'flwr'), args, {
+      env: this.federation!.env, cwd: this.dir, timeout: 60_000, maxBuffer: 16 * 1024 * 1024, signal: this.cli.signal,
     });
   }
 
@@ -253,9 +184,9 @@ class LocalRun implements JobExecution {
     let details: string | undefined;
     try {
       const { stdout } = await this.flwr(['list', '--run-id', this.flowerRunId, '--format', 'json']);
-      const run = (JSON.parse(stdout) as { runs?: Array<{ status?: string; 'status-details'?: string }> }).runs?.[0];
-      status = run?.status;
-      details = run?.['status-details'];
+      const listed = (JSON.parse(stdout) as { runs?: Array<{ status?: string; 'status-details'?: string }> }).runs?.[0];
+      status = listed?.status;
+      details = listed?.['status-details'];
     } catch {
       return; // try again at the next poll
     } finally {
@@ -281,21 +212,21 @@ class LocalRun implements JobExecution {
       case 'round':
         this.lastProgressAt = Date.now();
         break;
-      case 'metric': {
+      case 'metric':
         this.lastProgressAt = Date.now();
         this.waitingForNodesSince = undefined;
         this.round = Math.max(this.round, event.round);
-        const record = () => this.deps.training.recordMetric(this.job, event.round, event.phase as MetricPhase, jsonValues(event.values), at);
-        // A metric is kept through a database outage: stored (in order) once the database is back.
-        this.recording = this.recording
-          .then(() => retryWhileDatabaseUnavailable(record, {
-            signal: this.halt.signal,
-            onUnavailable: (error) => this.deps.logger.warn({ err: error, round: event.round, phase: event.phase },
-              'database unavailable: will store the round metric once it is back'),
-          }))
-          .catch((error) => this.deps.logger.error({ err: error }, 'could not record a metric'));
+        this.recordMetric(event.round, event.phase as MetricPhase, jsonValues(event.values), at);
         break;
-      }
+      case 'replies':
+        // Built-in strategies skip the replies of ClientApps that failed, so a run whose clients all
+        // raise still completes: say so in its log, where users look.
+        if (event.failed > 0) {
+          const reasons = [...new Set(event.errors.map((error) => error.reason))].join('; ');
+          this.onServerAppLine(`[pollen] round ${event.round} ${event.phase}: ${event.failed} of ${event.sent} ClientApps failed` +
+            `${reasons ? `: ${reasons}` : ''}`, at);
+        }
+        break;
       case 'log':
         this.onServerAppLine(event.line.replace(ANSI, ''), at);
         break;
@@ -305,6 +236,18 @@ class LocalRun implements JobExecution {
         void this.pollStatus();
         break;
     }
+  }
+
+  /** A metric is kept through a database outage: stored (in order) once the database is back. */
+  private recordMetric(round: number, phase: MetricPhase, values: MetricValues, at: Date): void {
+    const record = () => this.deps.training.recordMetric(this.job, round, phase, values, at);
+    this.recording = this.recording
+      .then(() => retryWhileDatabaseUnavailable(record, {
+        signal: this.halt.signal,
+        onUnavailable: (error) => this.deps.logger.warn({ err: error, round, phase },
+          'database unavailable: will store the round metric once it is back'),
+      }))
+      .catch((error) => this.deps.logger.error({ err: error }, 'could not record a metric'));
   }
 
   private onServerAppLine(line: string, at: Date): void {
@@ -321,7 +264,7 @@ class LocalRun implements JobExecution {
     if (this.running || this.settled) return;
     this.running = true;
     try {
-      await this.deps.training.update(this.id, { status: TrainingJobStatus.RUNNING });
+      await this.deps.training.lifecycle.runStarted(this.id);
     } catch (error) {
       this.running = false; // Flower's next status poll tries again
       this.deps.logger.warn({ err: error }, 'could not mark the job RUNNING');
@@ -358,31 +301,24 @@ class LocalRun implements JobExecution {
 
   private async stopInFlower(): Promise<void> {
     if (!this.flowerRunId) return;
-    await this.flwr(['stop', this.flowerRunId, this.federation, '--format', 'json'])
+    await this.flwr(['stop', this.flowerRunId, this.federation!.name, '--format', 'json'])
       .catch((error) => this.deps.logger.warn({ err: error }, 'flwr stop failed; tearing down anyway'));
   }
 
-  private finish(status: Outcome['status'], reason: string | null): void {
+  private finish(status: RunOutcome['status'], reason: string | null): void {
     if (this.settled) return;
     this.settled = true;
     // No process outlives the run, and every metric and log line is stored (waiting out a database
     // outage if need be) before the job is reported finished.
     void this.teardown().finally(() => this.recording).then(() => this.flushAllLogs())
-      .then(() => this.withOfflineNodes(status, reason), () => reason)
+      .then(() => (status === TrainingJobStatus.FAILED ? this.federation?.explainFailure(reason) ?? reason : reason), () => reason)
       .then((final) => this.settle({ status, reason: final }));
-  }
-
-  /** A REMOTE run that failed names the project's nodes that are not ONLINE: the usual cause. */
-  private async withOfflineNodes(status: Outcome['status'], reason: string | null): Promise<string | null> {
-    if (!this.isRemote || status !== TrainingJobStatus.FAILED) return reason;
-    const offline = await this.deps.remote.offlineNodeNames(this.job.projectId.toHexString()).catch(() => []);
-    return offline.length === 0 ? reason : `${reason ?? 'The run failed.'} Nodes not ONLINE: ${offline.join(', ')}.`;
   }
 
   private async teardown(): Promise<void> {
     for (const timer of this.timers) clearInterval(timer);
     this.cli.abort();
-    await Promise.all(this.processes.map((child) => child.stop()));
+    await this.federation?.stop();
     await this.channel?.close();
   }
 
@@ -437,15 +373,6 @@ export function howItEnded(code: number | null, signal: NodeJS.Signals | null): 
     ? Object.entries(constants.signals).find(([, number]) => number === code - 128)?.[0]
     : undefined;
   return bySignal ? `was killed by ${bySignal}` : `exited with code ${code}`;
-}
-
-/** What extractAppArchive needs to know of a stored app (it checks the bytes again itself). */
-function archiveOf(app: FlowerApp): AppArchive {
-  return {
-    sha256: app.sha256, sizeBytes: app.sizeBytes, rootPrefix: app.rootPrefix, files: app.files, name: app.name,
-    version: app.version, publisher: app.publisher, components: app.components,
-    runConfigDefaults: JSON.parse(app.runConfigDefaultsJson),
-  };
 }
 
 /** Points [tool.flwr.app.components] serverapp at the shim, leaving the rest of the file as it was. */

@@ -3,9 +3,9 @@ import { DateTimeISOResolver } from 'graphql-scalars';
 import { lexicographicSortSchema, printSchema, type GraphQLSchema } from 'graphql';
 import { buildSchema } from 'type-graphql';
 import type { PubSub } from '../pubsub/pubsub.js';
-import { AppResolver } from '../modules/apps/app.resolver.js';
+import { AppResolver, ProjectAppsResolver } from '../modules/apps/app.resolver.js';
 import { AuthResolver } from '../modules/auth/auth.resolver.js';
-import { TrainingConfigResolver } from '../modules/configs/training-config.resolver.js';
+import { ProjectConfigsResolver, TrainingConfigResolver } from '../modules/configs/training-config.resolver.js';
 import { DeploymentResolver, NodeResolver, ProjectNodesResolver } from '../modules/nodes/node.resolver.js';
 import { ProjectMemberResolver, ProjectResolver } from '../modules/projects/project.resolver.js';
 import { ProjectTrainingJobsResolver, RoundMetricResolver, TrainingJobResolver } from '../modules/training/training.resolver.js';
@@ -15,7 +15,8 @@ export function buildPollenSchema(pubSub: PubSub): Promise<GraphQLSchema> {
   return buildSchema({
     pubSub,
     resolvers: [
-      AuthResolver, UserResolver, ProjectResolver, ProjectMemberResolver, AppResolver, TrainingConfigResolver,
+      AuthResolver, UserResolver, ProjectResolver, ProjectMemberResolver, AppResolver, ProjectAppsResolver, TrainingConfigResolver,
+      ProjectConfigsResolver,
       TrainingJobResolver, RoundMetricResolver, ProjectTrainingJobsResolver, NodeResolver, DeploymentResolver, ProjectNodesResolver,
     ],
     scalarsMap: [{ type: Date, scalar: DateTimeISOResolver }],

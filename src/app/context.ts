@@ -8,7 +8,7 @@ import { NodeModel, type Node } from '../modules/nodes/node.model.js';
 import { ProjectModel, type Project } from '../modules/projects/project.model.js';
 import { TrainingJobModel, type TrainingJob } from '../modules/training/training-job.model.js';
 import { UserModel, type User } from '../modules/users/user.model.js';
-import type { Services } from '../services.js';
+import type { Services } from './services.js';
 
 /** One batched loader per relation a resolver follows; they live for one operation. */
 export interface Loaders {

@@ -7,28 +7,24 @@ import { expressMiddleware } from '@as-integrations/express5';
 import cors from 'cors';
 import express from 'express';
 import { graphqlUploadExpress } from 'graphql-upload-ts';
-import type { Config } from './config.js';
-import { connectDatabase, ensureIndexes, type Database } from './db/database.js';
-import { graphiqlRouter } from './graphiql/graphiql.router.js';
-import { appArchiveRouter } from './modules/apps/app-archive.router.js';
-import type { Context } from './graphql/context.js';
-import { DATABASE_RETRY_AFTER_SECONDS, ErrorCode } from './errors.js';
-import { maskError, reportError } from './graphql/errors.js';
-import { MAX_TOKENS, OperationGate } from './graphql/operation-gate.js';
-import { buildPollenSchema } from './graphql/schema.js';
-import { attachGraphQLWebSocket } from './graphql/websocket.js';
+import type { Config } from '../config.js';
+import { connectDatabase, ensureIndexes, type Database } from '../db/database.js';
+import { graphiqlRouter } from '../graphiql/graphiql.router.js';
+import { appArchiveRouter } from '../modules/apps/app-archive.router.js';
+import type { Context } from './context.js';
+import { DATABASE_RETRY_AFTER_SECONDS, ErrorCode } from '../errors.js';
+import { maskError, reportError } from '../graphql/errors.js';
+import { MAX_TOKENS, OperationGate } from '../graphql/operation-gate.js';
+import { buildPollenSchema } from './schema.js';
+import { attachGraphQLWebSocket } from './websocket.js';
 import {
   admitOperations, contextOf, httpErrorHandler, limitMultipartLength, rejectInvalidUtf8, requestContext, requirePreflightForMultipart,
-} from './http/request-context.js';
-import type { Logger } from './logger.js';
-import { InProcessPubSub, type PubSub } from './pubsub/pubsub.js';
-import { RedisPubSub } from './pubsub/redis-pubsub.js';
-import { GuardedProcess } from './runner/guarded-process.js';
-import { flowerJobLauncher } from './runner/local-federation.js';
-import { Deployer } from './runner/remote/deployer.js';
-import { RemoteFederations } from './runner/remote/remote-federations.js';
-import { TrainingRunner } from './runner/training-runner.js';
+} from '../http/request-context.js';
+import type { Logger } from '../logger.js';
+import { InProcessPubSub, type PubSub } from '../pubsub/pubsub.js';
+import { RedisPubSub } from '../pubsub/redis-pubsub.js';
 import { createServices, MODELS } from './services.js';
+import { startWorkers, type Workers } from './workers.js';
 
 export interface RunningPollen {
   /** http://HOST:PORT/graphql, with the port actually bound. */
@@ -54,7 +50,7 @@ export async function startPollen(config: Config, logger: Logger): Promise<Runni
 async function serve(config: Config, logger: Logger, database: Database): Promise<RunningPollen> {
   const pubsub: PubSub = config.redisUrl ? await RedisPubSub.connect(config.redisUrl) : new InProcessPubSub();
   const schema = await buildPollenSchema(pubsub);
-  const services = createServices(config, pubsub);
+  const services = createServices(config, pubsub, logger);
   await services.training.backfillLatestMetrics();
   const introspection = config.nodeEnv !== 'production';
   const gate = new OperationGate(schema, { maxDepth: config.queryMaxDepth, maxCost: config.queryMaxCost, introspection });
@@ -121,20 +117,7 @@ async function serve(config: Config, logger: Logger, database: Database): Promis
     httpServer.once('error', reject);
     httpServer.listen(config.port, config.host, () => resolve());
   });
-  const runnerLogger = logger.child({ component: 'runner' });
-  const federations = new RemoteFederations(services.nodes,
-    { python: config.flowerPython, dataDir: config.dataDir, fleetHost: config.fleetHost }, runnerLogger);
-  services.nodes.attachHosting(federations);
-  // Remote federations and deployments live where jobs run: an API-only instance only queues them.
-  const deployer = config.maxConcurrentJobs > 0 ? new Deployer(services.nodes, pubsub, federations, runnerLogger) : undefined;
-  if (deployer) {
-    await federations.start();
-    await deployer.start();
-  }
-  const runner = new TrainingRunner(services.training, pubsub,
-    flowerJobLauncher(services.training, services.apps, { ...config, python: config.flowerPython }, federations, runnerLogger),
-    { maxConcurrentJobs: config.maxConcurrentJobs, leaseMs: config.jobLeaseSeconds * 1000 }, runnerLogger);
-  await runner.start();
+  const workers = await startWorkers(config, services, pubsub, logger);
   const port = (httpServer.address() as AddressInfo).port;
   const url = `http://${displayHost(config.host)}:${port}/graphql`;
 
@@ -143,7 +126,7 @@ async function serve(config: Config, logger: Logger, database: Database): Promis
     url,
     port,
     database,
-    stop: () => (stopping ??= shutdown(httpServer, webSocket, apollo, runner, { deployer, federations }, pubsub, database, logger)),
+    stop: () => (stopping ??= shutdown(httpServer, webSocket, apollo, workers, pubsub, database, logger)),
   };
 }
 
@@ -151,8 +134,7 @@ async function shutdown(
   httpServer: Server,
   webSocket: { close(): Promise<void> },
   apollo: ApolloServer<Context>,
-  runner: TrainingRunner,
-  remote: { deployer?: Deployer; federations: RemoteFederations },
+  workers: Workers,
   pubsub: PubSub,
   database: Database,
   logger: Logger,
@@ -161,10 +143,7 @@ async function shutdown(
   await webSocket.close();
   await apollo.stop(); // the drain plugin stops accepting, finishes requests, closes the server
   if (httpServer.listening) await new Promise<void>((resolve) => httpServer.close(() => resolve()));
-  await runner.stop();
-  await remote.deployer?.stop();
-  await remote.federations.stop();
-  await Promise.all([...GuardedProcess.running].map((child) => child.stop()));
+  await workers.stop();
   await pubsub.close();
   await database.close();
   logger.info('stopped');

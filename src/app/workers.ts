@@ -1,0 +1,42 @@
+import type { Config } from '../config.js';
+import type { Logger } from '../logger.js';
+import type { PubSub } from '../pubsub/pubsub.js';
+import { flowerJobLauncher } from '../runner/flower-run.js';
+import { GuardedProcess } from '../runner/guarded-process.js';
+import { Deployer } from '../runner/remote/deployer.js';
+import { RemoteFederations } from '../runner/remote/remote-federations.js';
+import { TrainingRunner } from '../runner/training-runner.js';
+import type { Services } from './services.js';
+
+export interface Workers {
+  /** Ends running jobs and deployments, stops the federations and every Flower process. */
+  stop(): Promise<void>;
+}
+
+/**
+ * What runs work beside the API: the training runner, and where jobs run (MAX_CONCURRENT_JOBS > 0)
+ * the projects' remote federations and the deployer. An API-only instance only queues work.
+ */
+export async function startWorkers(config: Config, services: Services, pubsub: PubSub, logger: Logger): Promise<Workers> {
+  const runnerLogger = logger.child({ component: 'runner' });
+  const federations = new RemoteFederations(services.nodes,
+    { python: config.flowerPython, dataDir: config.dataDir, fleetHost: config.fleetHost }, runnerLogger);
+  services.nodes.attachHosting(federations);
+  const deployer = config.maxConcurrentJobs > 0 ? new Deployer(services.nodes, pubsub, federations, runnerLogger) : undefined;
+  if (deployer) {
+    await federations.start();
+    await deployer.start();
+  }
+  const runner = new TrainingRunner(services.training, pubsub,
+    flowerJobLauncher(services.training, services.apps, { ...config, python: config.flowerPython }, federations, runnerLogger),
+    { maxConcurrentJobs: config.maxConcurrentJobs, leaseMs: config.jobLeaseSeconds * 1000 }, runnerLogger);
+  await runner.start();
+  return {
+    async stop() {
+      await runner.stop();
+      await deployer?.stop();
+      await federations.stop();
+      await Promise.all([...GuardedProcess.running].map((child) => child.stop()));
+    },
+  };
+}

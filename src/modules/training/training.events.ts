@@ -1,0 +1,14 @@
+import type { JobLogLine } from './job-log-line.model.js';
+import type { RoundMetric } from './round-metric.model.js';
+import type { TrainingJob } from './training-job.model.js';
+import { topic } from '../../pubsub/pubsub.js';
+
+/** Everything that happens to one job, in the order it happened. */
+export type JobEvent =
+  | { type: 'updated'; job: TrainingJob }
+  | { type: 'metric'; metric: RoundMetric }
+  | { type: 'log'; line: JobLogLine };
+
+export const jobEvents = (jobId: string) => topic<JobEvent>(`training-job.${jobId}`);
+/** Tells runners that there is work: a job was queued, or one should be cancelled. */
+export const runnerWakeUps = topic<{ cancelJobId?: string }>('training-runner.wake-up');

@@ -1,0 +1,40 @@
+import type { TrainingJob } from '../../modules/training/training-job.model.js';
+
+/** Where the ServerApp shim sends its events: a per-run loopback channel and its token. */
+export interface ShimSettings {
+  /** The user's ServerApp ("module:attr"), which the shim imports and runs. */
+  target: string;
+  address: string;
+  token: string;
+}
+
+/** What a federation gets from the run it serves. */
+export interface RunSetup {
+  job: TrainingJob;
+  /** DATA_DIR/jobs/<id>: the run's own directory. */
+  dir: string;
+  /** The unpacked app, with the shim in front of its ServerApp. */
+  appDir: string;
+  shim: ShimSettings;
+  /** A process the federation started died while the run needed it: `label` names it ("SuperNode 1"). */
+  onProcessDied(label: string, command: string, code: number | null, signal: NodeJS.Signals | null): void;
+  /** A line a process of the federation wrote. */
+  onLine(name: string, line: string): void;
+}
+
+/**
+ * The Flower federation a run is submitted to, plugged into FlowerRun: LOCAL starts one of its own
+ * for the job, REMOTE uses the project's long-lived SuperLink and deployed nodes.
+ */
+export interface Federation {
+  /** The name `flwr` commands use for it (a [superlink.<name>] table in FLWR_HOME/config.toml). */
+  readonly name: string;
+  /** The environment of every `flwr` command against it. */
+  readonly env: NodeJS.ProcessEnv;
+  /** A failed run's reason, with what the federation knows of why (REMOTE: the nodes not ONLINE). */
+  explainFailure(reason: string | null): Promise<string | null>;
+  /** Stops what was started for this run. */
+  stop(): Promise<void>;
+}
+
+export type FederationStarter = (setup: RunSetup) => Promise<Federation>;

@@ -1,0 +1,34 @@
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Federation, RunSetup } from './federation.js';
+
+/** The project's long-lived SuperLink and its deployed nodes (runner/remote/remote-federations.ts). */
+export interface ProjectSuperLinks {
+  superlinkFor(projectId: string): Promise<{ env: NodeJS.ProcessEnv; federation: string }>;
+  /** The project's nodes that are not ONLINE now, named with their status, for failure reasons. */
+  offlineNodeNames(projectId: string): Promise<string[]>;
+}
+
+/**
+ * A REMOTE run uses its project's SuperLink, which runs for longer than any job and for every job
+ * of the project, so the shim's settings cannot travel in its environment: they go in
+ * pollen_shim.json inside the app. The token then also reaches the SuperNodes with the app; it
+ * only opens the event channel, which listens on this host's loopback, out of their reach.
+ */
+export async function useRemoteFederation(setup: RunSetup, superlinks: ProjectSuperLinks): Promise<Federation> {
+  const projectId = setup.job.projectId.toHexString();
+  const link = await superlinks.superlinkFor(projectId);
+  await writeFile(path.join(setup.appDir, 'pollen_shim.json'), JSON.stringify(setup.shim), { mode: 0o600 });
+  return {
+    name: link.federation,
+    env: link.env,
+    // A failed REMOTE run names the project's nodes that are not ONLINE: the usual cause.
+    async explainFailure(reason) {
+      const offline = await superlinks.offlineNodeNames(projectId).catch(() => []);
+      return offline.length === 0 ? reason : `${reason ?? 'The run failed.'} Nodes not ONLINE: ${offline.join(', ')}.`;
+    },
+    async stop() {
+      // The project's SuperLink outlives the run; `flwr stop` already ended the run on it.
+    },
+  };
+}

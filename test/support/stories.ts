@@ -1,0 +1,35 @@
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { zipDirectory } from './fixtures.js';
+import type { GraphQLClient } from './graphql-client.js';
+import type { PollenProcess } from './pollen-process.js';
+
+const STRONG_PASSWORD = 'Pollen!2026';
+
+/** Registers a fresh user and returns the session and a client signed in as them. */
+export async function signUp(pollen: PollenProcess, name = `user_${randomUUID().slice(0, 8)}`) {
+  const { RegisterDocument } = await import('../generated/graphql.js');
+  const anonymous = pollen.client();
+  const { register } = await anonymous.data(RegisterDocument, {
+    input: { username: name, email: `${name}@example.com`, password: STRONG_PASSWORD },
+  });
+  return { session: register, password: STRONG_PASSWORD, client: pollen.client(register.accessToken) };
+}
+
+/** Uploads an app folder, saves a config and starts training it; returns the queued job's id. */
+export async function queueJob(
+  client: GraphQLClient, projectId: string, appDir: string, rounds: number, runConfig?: Record<string, unknown>,
+): Promise<string> {
+  const { CreateTrainingConfigDocument, StartTrainingDocument, UploadAppDocument } = await import('../generated/graphql.js');
+  const upload = await client.upload(UploadAppDocument, { projectId, file: null }, {
+    file: { bytes: await zipDirectory(appDir), filename: `${path.basename(appDir)}.zip` },
+  });
+  if (upload.errors || !upload.data) throw new Error(`upload failed: ${JSON.stringify(upload.errors)}`);
+  const { createTrainingConfig } = await client.data(CreateTrainingConfigDocument, {
+    input: { projectId, name: `${rounds} rounds`, rounds, clients: 2, runConfig },
+  });
+  const { startTraining } = await client.data(StartTrainingDocument, {
+    input: { appId: upload.data.uploadApp.id, configId: createTrainingConfig.id },
+  });
+  return startTraining.id;
+}
