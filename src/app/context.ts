@@ -1,4 +1,8 @@
+import { HeaderMap } from '@apollo/server';
 import type DataLoader from 'dataloader';
+import type { Request } from 'express';
+import { GraphQLError } from 'graphql';
+import { DATABASE_RETRY_AFTER_SECONDS, databaseUnavailable, isDatabaseUnavailableError } from '../errors.js';
 import { byIdLoader, GroupedLoads } from '../db/loaders.js';
 import type { Logger } from '../logger.js';
 import type { Viewer } from '../modules/auth/token.service.js';
@@ -69,4 +73,32 @@ class LazyLoaders implements Loaders {
   get job() { return (this.#job ??= byIdLoader<TrainingJob>(TrainingJobModel)); }
   get node() { return (this.#node ??= byIdLoader<Node>(NodeModel)); }
   get grouped() { return (this.#grouped ??= new GroupedLoads()); }
+}
+
+/**
+ * The GraphQL context of an HTTP request (for /graphql and the download routes alike): who its
+ * Authorization header speaks for, checked against the sign-in's state. A bad, expired or ended
+ * token is UNAUTHENTICATED with status 401.
+ */
+export async function contextOf(req: Request, services: Services): Promise<Context> {
+  const authorization = req.get('authorization');
+  let viewer;
+  if (authorization) {
+    try {
+      viewer = await services.auth.authenticate(authorization);
+    } catch (error) {
+      // Apollo answers a failed context itself, without the plugins that add ids and statuses.
+      if (isDatabaseUnavailableError(error)) {
+        req.log.warn({ err: error }, 'database unavailable');
+        const unavailable = databaseUnavailable();
+        Object.assign(unavailable.extensions, { requestId: req.id, http: {
+          status: 503, headers: new HeaderMap([['retry-after', String(DATABASE_RETRY_AFTER_SECONDS)]]),
+        } });
+        throw unavailable;
+      }
+      if (error instanceof GraphQLError) Object.assign(error.extensions, { requestId: req.id, http: { status: 401 } });
+      throw error;
+    }
+  }
+  return createContext({ requestId: req.id, logger: req.log, viewer, services, clientAddress: req.socket.remoteAddress ?? 'unknown' });
 }

@@ -11,14 +11,14 @@ import type { Config } from '../config.js';
 import { connectDatabase, ensureIndexes, type Database } from '../db/database.js';
 import { graphiqlRouter } from '../graphiql/graphiql.router.js';
 import { appArchiveRouter } from '../modules/apps/app-archive.router.js';
-import type { Context } from './context.js';
+import { contextOf, type Context } from './context.js';
 import { DATABASE_RETRY_AFTER_SECONDS, ErrorCode } from '../errors.js';
 import { maskError, reportError } from '../graphql/errors.js';
 import { MAX_TOKENS, OperationGate } from '../graphql/operation-gate.js';
 import { buildPollenSchema } from './schema.js';
 import { attachGraphQLWebSocket } from './websocket.js';
 import {
-  admitOperations, contextOf, httpErrorHandler, limitMultipartLength, rejectInvalidUtf8, requestContext, requirePreflightForMultipart,
+  admitOperations, httpErrorHandler, limitMultipartLength, rejectInvalidUtf8, requestContext, requirePreflightForMultipart,
 } from '../http/request-context.js';
 import type { Logger } from '../logger.js';
 import { InProcessPubSub, type PubSub } from '../pubsub/pubsub.js';
@@ -97,7 +97,7 @@ async function serve(config: Config, logger: Logger, database: Database): Promis
     else res.status(503).json({ status: 'unavailable', database: 'down', reason: readiness.reason });
   });
   app.use(graphiqlRouter());
-  app.use(appArchiveRouter(services));
+  app.use(appArchiveRouter((req) => contextOf(req, services)));
   app.use(
     '/graphql',
     cors({ origin: config.corsOrigins.length > 0 ? config.corsOrigins : false }),

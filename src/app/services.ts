@@ -20,7 +20,7 @@ import { ProjectModel } from '../modules/projects/project.model.js';
 import { ProjectService } from '../modules/projects/project.service.js';
 import { JobLogLineModel } from '../modules/training/job-log-line.model.js';
 import { RoundMetricModel } from '../modules/training/round-metric.model.js';
-import { TrainingJobModel } from '../modules/training/training-job.model.js';
+import { FederationKind, TrainingJobModel } from '../modules/training/training-job.model.js';
 import { TrainingService } from '../modules/training/training.service.js';
 import type { PubSub } from '../pubsub/pubsub.js';
 import { UserModel } from '../modules/users/user.model.js';
@@ -42,7 +42,8 @@ export interface Services {
 export function createServices(config: Config, pubsub: PubSub, logger: Logger): Services {
   const users = new UserService();
   const tokens = new TokenService(config.jwtSecret, config.accessTokenTtlSeconds);
-  const nodes: NodeService = new NodeService(pubsub, () => training);
+  const nodes: NodeService = new NodeService(pubsub,
+    (projectId) => training.hasUnfinishedJobs({ projectId, federation: FederationKind.REMOTE }));
   const training = new TrainingService(pubsub, nodes, config, logger);
   const apps = new AppService({ ...DEFAULT_ARCHIVE_LIMITS, maxBytes: config.maxUploadBytes }, training);
   const configs = new TrainingConfigService();

@@ -1,14 +1,11 @@
 import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
-import { HeaderMap } from '@apollo/server';
 import type { NextFunction, Request, Response } from 'express';
 import { GraphQLError } from 'graphql';
 import { DATABASE_RETRY_AFTER_SECONDS, databaseUnavailable, ErrorCode, isDatabaseUnavailableError } from '../errors.js';
-import { createContext, type Context } from '../app/context.js';
 import { maskError } from '../graphql/errors.js';
 import type { OperationGate, OperationRequest } from '../graphql/operation-gate.js';
 import type { Logger } from '../logger.js';
-import type { Services } from '../app/services.js';
 
 declare module 'express-serve-static-core' {
   interface Request {
@@ -33,34 +30,6 @@ export function requestContext(logger: Logger) {
     });
     next();
   };
-}
-
-/**
- * The GraphQL context of an HTTP request (for /graphql and the download routes alike): who its
- * Authorization header speaks for, checked against the sign-in's state. A bad, expired or ended
- * token is UNAUTHENTICATED with status 401.
- */
-export async function contextOf(req: Request, services: Services): Promise<Context> {
-  const authorization = req.get('authorization');
-  let viewer;
-  if (authorization) {
-    try {
-      viewer = await services.auth.authenticate(authorization);
-    } catch (error) {
-      // Apollo answers a failed context itself, without the plugins that add ids and statuses.
-      if (isDatabaseUnavailableError(error)) {
-        req.log.warn({ err: error }, 'database unavailable');
-        const unavailable = databaseUnavailable();
-        Object.assign(unavailable.extensions, { requestId: req.id, http: {
-          status: 503, headers: new HeaderMap([['retry-after', String(DATABASE_RETRY_AFTER_SECONDS)]]),
-        } });
-        throw unavailable;
-      }
-      if (error instanceof GraphQLError) Object.assign(error.extensions, { requestId: req.id, http: { status: 401 } });
-      throw error;
-    }
-  }
-  return createContext({ requestId: req.id, logger: req.log, viewer, services, clientAddress: req.socket.remoteAddress ?? 'unknown' });
 }
 
 const STATUS_BY_CODE: Record<string, number> = {

@@ -1,18 +1,18 @@
 import { pipeline } from 'node:stream/promises';
-import { Router } from 'express';
-import { contextOf } from '../../http/request-context.js';
-import type { Services } from '../../app/services.js';
+import { Router, type Request } from 'express';
+import type { Context } from '../../app/context.js';
 import { authorizeApp } from './app.policy.js';
 
 /**
  * GET /apps/:id/archive — the stored ZIP, byte for byte, so a user can fetch exactly what ran.
  * Same access rule as reading the app; send the access token as a Bearer Authorization header.
  */
-export function appArchiveRouter(services: Services): Router {
+export function appArchiveRouter(contextOf: (req: Request) => Promise<Context>): Router {
   const router = Router();
   router.get('/apps/:id/archive', async (req, res, next) => {
     try {
-      const { record: app } = await authorizeApp(await contextOf(req, services), req.params.id, 'read');
+      const ctx = await contextOf(req);
+      const { record: app } = await authorizeApp(ctx, req.params.id, 'read');
       res.set({
         'Content-Type': 'application/zip',
         'Content-Length': String(app.sizeBytes),
@@ -20,7 +20,7 @@ export function appArchiveRouter(services: Services): Router {
         'Cache-Control': 'private, no-store',
         'Digest': `sha-256=${Buffer.from(app.sha256, 'hex').toString('base64')}`,
       });
-      await pipeline(services.apps.openArchive(app), res);
+      await pipeline(ctx.services.apps.openArchive(app), res);
     } catch (error) {
       next(error);
     }

@@ -3,8 +3,6 @@ import { LogLineStore } from '../../db/log-lines.js';
 import { badUserInput, conflict, isDuplicateKeyError } from '../../errors.js';
 import { normalizeText, textViolation } from '../../graphql/text.js';
 import type { PubSub } from '../../pubsub/pubsub.js';
-import { FederationKind } from '../training/training-job.model.js';
-import type { TrainingService } from '../training/training.service.js';
 import { DeploymentLifecycle, type DeploymentOutcome } from './deployment.lifecycle.js';
 import { DeploymentLogLineModel, DeploymentModel, DeploymentStatus, type Deployment, type DeploymentLogLine } from './deployment.model.js';
 import { deployerWakeUps, deploymentEvents, nodeEvents } from './node.events.js';
@@ -38,8 +36,11 @@ export class NodeService {
   private readonly logLines = new LogLineStore<'deploymentId', DeploymentLogLine>(DeploymentLogLineModel, 'deploymentId',
     { kept: DEPLOYMENT_LOG_LINES_KEPT, trimEvery: 1000 });
 
-  /** `training` is a getter: the training service also asks this one how many nodes a project has. */
-  constructor(private readonly pubsub: PubSub, private readonly training: () => TrainingService) {
+  constructor(
+    private readonly pubsub: PubSub,
+    /** Whether a REMOTE job of the project has not finished (the training service knows; it asks this one about nodes). */
+    private readonly remoteJobsUnfinished: (projectId: Types.ObjectId) => Promise<boolean>,
+  ) {
     this.deploymentLifecycle = new DeploymentLifecycle(pubsub);
   }
 
@@ -140,7 +141,7 @@ export class NodeService {
 
   /** Removes the node from its host and from the project; refused while a REMOTE job of the project may use it. */
   async remove(node: Node): Promise<void> {
-    if (await this.training().hasUnfinishedJobs({ projectId: node.projectId, federation: FederationKind.REMOTE })) throw conflict('A REMOTE training job of this project has not finished: cancel it or let it finish first.');
+    if (await this.remoteJobsUnfinished(node.projectId)) throw conflict('A REMOTE training job of this project has not finished: cancel it or let it finish first.');
     if (await DeploymentModel.exists({ nodeId: node._id, status: { $in: [DeploymentStatus.QUEUED, DeploymentStatus.RUNNING] } })) {
       throw conflict('This node is being deployed: wait for the deployment to end.');
     }

@@ -1,6 +1,5 @@
 import { forbidden, notFound, unauthenticated } from '../../errors.js';
 import { parseId } from '../../graphql/ids.js';
-import type { Loaders } from '../../app/context.js';
 import type { Viewer } from '../auth/token.service.js';
 import { ProjectRole, type Project } from './project.model.js';
 
@@ -30,7 +29,12 @@ export function roleOf(project: Project, userId: string): ProjectRole | undefine
   return project.members.find((m) => m.userId.toHexString() === userId)?.role;
 }
 
-export interface Caller { viewer: Viewer | undefined; loaders: Loaders; authorizedProjects?: Set<string> }
+/** Who asks (an operation's context): the viewer, a way to read projects, and where to note the projects it was let into. */
+export interface Caller {
+  viewer: Viewer | undefined;
+  loaders: { project: { load(id: string): Promise<Project | null> } };
+  authorizedProjects?: Set<string>;
+}
 export interface AuthorizedProject { project: Project; role: ProjectRole; userId: string }
 
 export function requireViewer(caller: { viewer: Viewer | undefined }): Viewer {
