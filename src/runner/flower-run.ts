@@ -5,7 +5,6 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { retryWhileDatabaseUnavailable } from '../db/database.js';
-import { isDatabaseUnavailableError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { AppService } from '../modules/apps/app.service.js';
 import type { RunOutcome } from '../modules/training/job.lifecycle.js';
@@ -16,14 +15,14 @@ import { EventChannel, type ShimEvent } from './event-channel.js';
 import type { Federation, RunSetup } from './federations/federation.js';
 import { startLocalFederation } from './federations/local-federation.js';
 import { useRemoteFederation, type ProjectSuperLinks } from './federations/remote-federation.js';
+import { RunOutput } from './run-output.js';
 import type { JobExecution, JobLauncher } from './training-runner.js';
 
 const exec = promisify(execFile);
 const SHIM = fileURLToPath(new URL('../../src/runner/python/pollen_shim.py', import.meta.url));
-/** `flwr list` costs over a second of CPU, so it is a slow fallback to the shim's events. */
-const STATUS_POLL_MS = 5_000;
+/** Flower's own word on the run, a fallback to the shim's start and end events. */
+const STATUS_POLL_MS = 2_000;
 const LOG_FLUSH_MS = 200;
-const REASON_LOG_LINES = 8;
 // eslint-disable-next-line no-control-regex
 const ANSI = /\x1b\[[0-9;?]*[ -/]*[@-~]/g;
 /** Flower's strategies log this (with the counts) while too few SuperNodes are connected. */
@@ -68,11 +67,7 @@ class FlowerRun implements JobExecution {
   private channel?: EventChannel;
   private federation?: Federation;
   private flowerRunId?: string;
-  private pendingLogs: Array<{ at: Date; line: string }> = [];
-  /** The log lines being stored now, if any; one write at a time keeps them in order. */
-  private flushing?: Promise<void>;
-  private logsWaitForDatabase = false;
-  private readonly recentLines: string[] = [];
+  private readonly output: RunOutput;
   private readonly timers: NodeJS.Timeout[] = [];
   private lastProgressAt = Date.now();
   private waitingForNodesSince?: number;
@@ -91,6 +86,7 @@ class FlowerRun implements JobExecution {
 
   private constructor(private readonly job: TrainingJob, private readonly deps: Deps) {
     this.outcome = new Promise((resolve) => (this.settle = resolve));
+    this.output = new RunOutput((lines) => deps.training.appendLogs(this.id, lines), LOG_LINES_KEPT, deps.logger);
   }
 
   static async start(job: TrainingJob, deps: Deps): Promise<FlowerRun> {
@@ -122,14 +118,17 @@ class FlowerRun implements JobExecution {
       job: this.job, dir: this.dir, appDir,
       shim: { target: serverapp, address: this.channel.address, token: this.channel.token },
       onProcessDied: (label, command, code, signal) => this.onProcessDied(label, command, code, signal),
-      onLine: (name, line) => this.remember(`[${name}] ${line.replace(ANSI, '')}`),
+      cannotGoOn: (reason) => {
+        if (!this.stopping && !this.settled) void this.failWhileRunning(`${reason} at round ${this.round}.`);
+      },
+      onLine: (name, line) => this.output.remember(`[${name}] ${line.replace(ANSI, '')}`),
     };
     try {
       this.federation = this.job.federation === FederationKind.REMOTE
         ? await useRemoteFederation(setup, this.deps.superlinks)
         : await startLocalFederation(setup, this.deps.settings.python);
     } catch (error) {
-      throw new Error(this.reasonWithLog((error as Error).message));
+      throw new Error(this.output.reasonWithLog((error as Error).message));
     }
 
     this.flowerRunId = await this.submit(appDir);
@@ -138,7 +137,7 @@ class FlowerRun implements JobExecution {
     this.timers.push(setInterval(() => void this.pollStatus(), STATUS_POLL_MS));
     this.timers.push(setInterval(() => this.checkWatchdogs(), 1_000));
     this.timers.push(setInterval(() => {
-      if (!this.flushing) void this.flushLogs();
+      if (!this.output.isStoring) void this.output.flush();
     }, LOG_FLUSH_MS));
   }
 
@@ -156,7 +155,7 @@ class FlowerRun implements JobExecution {
     const reason = `The ${label} process (${command}) ${howItEnded(code, signal)} at round ${this.round}; ` +
       'the run cannot go on without it.';
     // A crash (an exit code) usually left a traceback worth showing; a kill left nothing of its own.
-    this.finish(TrainingJobStatus.FAILED, signal || (code ?? 0) > 128 ? reason : this.reasonWithLog(reason));
+    this.finish(TrainingJobStatus.FAILED, signal || (code ?? 0) > 128 ? reason : this.output.reasonWithLog(reason));
   }
 
   private async submit(appDir: string): Promise<string> {
@@ -178,15 +177,12 @@ class FlowerRun implements JobExecution {
 
   /** Flower's own word on the run, as a fallback to the shim's start and end events. */
   private async pollStatus(): Promise<void> {
-    if (this.settled || this.stopping || this.polling || !this.flowerRunId) return;
+    if (this.settled || this.stopping || this.polling || !this.flowerRunId || !this.federation) return;
     this.polling = true;
     let status: string | undefined;
     let details: string | undefined;
     try {
-      const { stdout } = await this.flwr(['list', '--run-id', this.flowerRunId, '--format', 'json']);
-      const listed = (JSON.parse(stdout) as { runs?: Array<{ status?: string; 'status-details'?: string }> }).runs?.[0];
-      status = listed?.status;
-      details = listed?.['status-details'];
+      ({ status, details } = await this.federation!.control.runState(this.flowerRunId) ?? {});
     } catch {
       return; // try again at the next poll
     } finally {
@@ -194,11 +190,11 @@ class FlowerRun implements JobExecution {
     }
     if (status === 'running') await this.markRunning();
     if (status?.startsWith('finished:')) {
-      await this.flushLogs();
+      await this.output.flush();
       if (status === 'finished:completed') this.finish(TrainingJobStatus.COMPLETED, null);
       else {
         const why = details && details !== 'N/A' ? ` ${details}` : '';
-        this.finish(TrainingJobStatus.FAILED, this.reasonWithLog(`Flower reported the run ${status}.${why}`));
+        this.finish(TrainingJobStatus.FAILED, this.output.reasonWithLog(`Flower reported the run ${status}.${why}`));
       }
     }
   }
@@ -231,7 +227,7 @@ class FlowerRun implements JobExecution {
         this.onServerAppLine(event.line.replace(ANSI, ''), at);
         break;
       case 'end':
-        if (event.status === 'failed' && event.error) this.remember(`[serverapp] ${event.error}`);
+        if (event.status === 'failed' && event.error) this.output.remember(`[serverapp] ${event.error}`);
         // The ServerApp is done: ask Flower for the final word now rather than at the next poll.
         void this.pollStatus();
         break;
@@ -251,8 +247,7 @@ class FlowerRun implements JobExecution {
   }
 
   private onServerAppLine(line: string, at: Date): void {
-    this.pendingLogs.push({ at, line });
-    this.remember(line);
+    this.output.add(line, at);
     const waiting = WAITING_FOR_NODES.exec(line);
     if (waiting) {
       this.waitingForNodesSince ??= Date.now();
@@ -275,17 +270,18 @@ class FlowerRun implements JobExecution {
     if (this.settled || this.stopping) return;
     const { nodeConnectTimeoutSeconds, roundTimeoutSeconds } = this.deps.settings;
     if (this.waitingForNodesSince !== undefined && Date.now() - this.waitingForNodesSince > nodeConnectTimeoutSeconds * 1000) {
-      void this.failByWatchdog(`Stopped by the watchdog: only ${this.nodesSeen} connected within ` +
+      void this.failWhileRunning(`Stopped by the watchdog: only ${this.nodesSeen} connected within ` +
         `NODE_CONNECT_TIMEOUT (${nodeConnectTimeoutSeconds} s).`);
     } else if (this.waitingForNodesSince === undefined && Date.now() - this.lastProgressAt > roundTimeoutSeconds * 1000) {
-      void this.failByWatchdog(`Stopped by the watchdog: no round finished within ROUND_TIMEOUT (${roundTimeoutSeconds} s).`);
+      void this.failWhileRunning(`Stopped by the watchdog: no round finished within ROUND_TIMEOUT (${roundTimeoutSeconds} s).`);
     }
   }
 
-  private async failByWatchdog(reason: string): Promise<void> {
+  /** Stops a run that cannot succeed (a watchdog, a federation that lost its nodes) and fails it with `reason`. */
+  private async failWhileRunning(reason: string): Promise<void> {
     this.stopping = true;
     await this.stopInFlower();
-    await this.flushLogs();
+    await this.output.flush();
     this.finish(TrainingJobStatus.FAILED, reason);
   }
 
@@ -296,13 +292,13 @@ class FlowerRun implements JobExecution {
     await this.stopInFlower();
     await this.teardown();
     await this.recording;
-    await this.flushAllLogs();
+    await this.output.flushAll(this.halt.signal);
   }
 
   private async stopInFlower(): Promise<void> {
     if (!this.flowerRunId) return;
-    await this.flwr(['stop', this.flowerRunId, this.federation!.name, '--format', 'json'])
-      .catch((error) => this.deps.logger.warn({ err: error }, 'flwr stop failed; tearing down anyway'));
+    await this.federation!.control.stopRun(this.flowerRunId)
+      .catch((error) => this.deps.logger.warn({ err: error }, 'Flower did not stop the run; tearing down anyway'));
   }
 
   private finish(status: RunOutcome['status'], reason: string | null): void {
@@ -310,7 +306,7 @@ class FlowerRun implements JobExecution {
     this.settled = true;
     // No process outlives the run, and every metric and log line is stored (waiting out a database
     // outage if need be) before the job is reported finished.
-    void this.teardown().finally(() => this.recording).then(() => this.flushAllLogs())
+    void this.teardown().finally(() => this.recording).then(() => this.output.flushAll(this.halt.signal))
       .then(() => (status === TrainingJobStatus.FAILED ? this.federation?.explainFailure(reason) ?? reason : reason), () => reason)
       .then((final) => this.settle({ status, reason: final }));
   }
@@ -320,46 +316,6 @@ class FlowerRun implements JobExecution {
     this.cli.abort();
     await this.federation?.stop();
     await this.channel?.close();
-  }
-
-  /** Stores the pending log lines; while the database is unavailable they wait for the next flush. */
-  private async flushLogs(): Promise<void> {
-    while (this.flushing) await this.flushing;
-    const lines = this.pendingLogs;
-    if (lines.length === 0) return;
-    this.pendingLogs = [];
-    this.flushing = this.deps.training.appendLogs(this.id, lines).then(() => {
-      if (this.logsWaitForDatabase) this.deps.logger.info({ lines: lines.length }, 'stored the log lines that waited for the database');
-      this.logsWaitForDatabase = false;
-    }, (error) => {
-      if (!isDatabaseUnavailableError(error)) return this.deps.logger.error({ err: error }, 'could not store log lines');
-      if (!this.logsWaitForDatabase) this.deps.logger.warn({ err: error }, 'database unavailable: log lines wait until it is back');
-      this.logsWaitForDatabase = true;
-      this.pendingLogs = [...lines, ...this.pendingLogs].slice(-LOG_LINES_KEPT);
-    }).finally(() => (this.flushing = undefined));
-    await this.flushing;
-  }
-
-  /** Stores every pending log line, retrying while the database is unavailable (until the run is stopped). */
-  private async flushAllLogs(): Promise<void> {
-    await this.flushLogs();
-    while (this.pendingLogs.length > 0 && !this.halt.signal.aborted) {
-      await new Promise((resolve) => setTimeout(resolve, 1_000));
-      await this.flushLogs();
-    }
-  }
-
-  /** Keeps the last meaningful lines for a failure reason. */
-  private remember(line: string): void {
-    if (!line.trim()) return;
-    this.recentLines.push(line.trim());
-    if (this.recentLines.length > 200) this.recentLines.splice(0, 100);
-  }
-
-  private reasonWithLog(reason: string): string {
-    const meaningful = this.recentLines.filter((line) => /error|exception|traceback|failed|raise|refused/i.test(line));
-    const tail = (meaningful.length > 0 ? meaningful : this.recentLines).slice(-REASON_LOG_LINES);
-    return tail.length > 0 ? `${reason} Last log lines:\n${tail.join('\n')}` : reason;
   }
 }
 

@@ -1,4 +1,5 @@
 import type { TrainingJob } from '../../modules/training/training-job.model.js';
+import type { FlowerControl } from '../flower-control.js';
 
 /** Where the ServerApp shim sends its events: a per-run loopback channel and its token. */
 export interface ShimSettings {
@@ -18,6 +19,8 @@ export interface RunSetup {
   shim: ShimSettings;
   /** A process the federation started died while the run needed it: `label` names it ("SuperNode 1"). */
   onProcessDied(label: string, command: string, code: number | null, signal: NodeJS.Signals | null): void;
+  /** The federation cannot carry the run on (too few nodes left): the run is stopped and fails with `reason` (and the round). */
+  cannotGoOn(reason: string): void;
   /** A line a process of the federation wrote. */
   onLine(name: string, line: string): void;
 }
@@ -31,6 +34,8 @@ export interface Federation {
   readonly name: string;
   /** The environment of every `flwr` command against it. */
   readonly env: NodeJS.ProcessEnv;
+  /** Its SuperLink's Control API: a run's status, and stopping it. */
+  readonly control: FlowerControl;
   /** A failed run's reason, with what the federation knows of why (REMOTE: the nodes not ONLINE). */
   explainFailure(reason: string | null): Promise<string | null>;
   /** Stops what was started for this run. */

@@ -1,6 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { FlowerControl } from '../flower-control.js';
 import { flowerEnv } from '../flower-env.js';
 import { freePort } from '../free-port.js';
 import { GuardedProcess } from '../guarded-process.js';
@@ -31,6 +32,7 @@ export async function startLocalFederation(setup: RunSetup, python: string): Pro
 class LocalFederation implements Federation {
   readonly name = FEDERATION_NAME;
   readonly env: NodeJS.ProcessEnv;
+  control!: FlowerControl;
   private readonly processes: GuardedProcess[] = [];
   private stopping = false;
 
@@ -41,6 +43,7 @@ class LocalFederation implements Federation {
   async start(): Promise<void> {
     const { dir, shim, job } = this.setup;
     const linkPort = await freePort();
+    this.control = new FlowerControl(`http://127.0.0.1:${linkPort}`);
     await writeFile(path.join(dir, 'flwr-home', 'config.toml'),
       `[superlink]\ndefault = "${FEDERATION_NAME}"\n\n[superlink.${FEDERATION_NAME}]\naddress = "127.0.0.1:${linkPort}"\ninsecure = true\n`);
     this.spawn('superlink', 'flower-superlink', [path.join(path.dirname(this.python), 'flower-superlink'), '--insecure',

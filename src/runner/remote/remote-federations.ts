@@ -9,6 +9,7 @@ import type { Logger } from '../../logger.js';
 import { NodeStatus, type Node } from '../../modules/nodes/node.model.js';
 import type { NodeHosting, NodeService } from '../../modules/nodes/node.service.js';
 import type { ProjectSuperLinks } from '../federations/remote-federation.js';
+import { FlowerControl } from '../flower-control.js';
 import { flowerEnv } from '../flower-env.js';
 import { freePort } from '../free-port.js';
 import { GuardedProcess } from '../guarded-process.js';
@@ -234,6 +235,8 @@ class ProjectFederation {
  */
 export class RemoteFederations implements NodeHosting, ProjectSuperLinks {
   private readonly federations = new Map<string, ProjectFederation>();
+  /** Runs on each project's SuperLink that want to know how many of its nodes are ONLINE, at each report. */
+  private readonly onlineWatchers = new Map<string, Set<(online: number) => void>>();
   private deployKey?: Promise<DeployKey>;
 
   constructor(private readonly nodes: NodeService, private readonly settings: RemoteSettings, private readonly logger: Logger) {}
@@ -265,10 +268,13 @@ export class RemoteFederations implements NodeHosting, ProjectSuperLinks {
   }
 
   /** The running SuperLink of a project, for training on it. */
-  async superlinkFor(projectId: string): Promise<{ env: NodeJS.ProcessEnv; federation: string }> {
+  async superlinkFor(projectId: string): Promise<{ env: NodeJS.ProcessEnv; federation: string; control: FlowerControl }> {
     const federation = this.federation(projectId);
     await federation.ensureStarted();
-    return { env: federation.env, federation: REMOTE_FEDERATION };
+    return {
+      env: federation.env, federation: REMOTE_FEDERATION,
+      control: new FlowerControl(`https://${federation.controlAddress}`, await readFile(federation.caFile)),
+    };
   }
 
   /**
@@ -361,18 +367,31 @@ export class RemoteFederations implements NodeHosting, ProjectSuperLinks {
   }
 
   /** Node status from what the SuperLink knows; deploying and failed nodes wait for their deployment. */
+  watchOnlineNodes(projectId: string, listener: (online: number) => void): () => void {
+    let watchers = this.onlineWatchers.get(projectId);
+    if (!watchers) this.onlineWatchers.set(projectId, (watchers = new Set()));
+    watchers.add(listener);
+    return () => {
+      watchers.delete(listener);
+      if (watchers.size === 0) this.onlineWatchers.delete(projectId);
+    };
+  }
+
   private async applySnapshot(projectId: string, snapshot: NodeSnapshot[]): Promise<void> {
     const byFlowerId = new Map(snapshot.map((entry) => [entry.nodeId, entry]));
+    let online = 0;
     for (const node of await this.nodes.registeredAtSuperLink(new Types.ObjectId(projectId))) {
       if (node.status === NodeStatus.DEPLOYING || node.status === NodeStatus.FAILED) continue;
       const entry = byFlowerId.get(node.flowerNodeId!);
-      const online = entry?.status === 'online';
-      const lastSeenAt = online && entry.lastHeartbeatAt ? new Date(entry.lastHeartbeatAt) : node.lastSeenAt;
-      const status = online ? NodeStatus.ONLINE : NodeStatus.OFFLINE;
+      const isOnline = entry?.status === 'online';
+      if (isOnline) online += 1;
+      const lastSeenAt = isOnline && entry.lastHeartbeatAt ? new Date(entry.lastHeartbeatAt) : node.lastSeenAt;
+      const status = isOnline ? NodeStatus.ONLINE : NodeStatus.OFFLINE;
       if (status !== node.status || lastSeenAt?.getTime() !== node.lastSeenAt?.getTime()) {
         await this.nodes.setStatus(node._id, { status, lastSeenAt });
       }
     }
+    for (const watcher of this.onlineWatchers.get(projectId) ?? []) watcher(online);
   }
 }
 
