@@ -11,6 +11,7 @@ import type { Config } from '../config.js';
 import { connectDatabase, ensureIndexes, type Database } from '../db/database.js';
 import { graphiqlRouter } from '../graphiql/graphiql.router.js';
 import { appArchiveRouter } from '../modules/apps/app-archive.router.js';
+import { checkpointRouter } from '../modules/training/checkpoint.router.js';
 import { contextOf, type Context } from './context.js';
 import { DATABASE_RETRY_AFTER_SECONDS, ErrorCode } from '../errors.js';
 import { maskError, reportError } from '../graphql/errors.js';
@@ -98,6 +99,7 @@ async function serve(config: Config, logger: Logger, database: Database): Promis
   });
   app.use(graphiqlRouter());
   app.use(appArchiveRouter((req) => contextOf(req, services)));
+  app.use(checkpointRouter((req) => contextOf(req, services, { signedLinks: true })));
   app.use(
     '/graphql',
     cors({ origin: config.corsOrigins.length > 0 ? config.corsOrigins : false }),
