@@ -1,6 +1,7 @@
 // The first five minutes with Pollen, and the reference for Apollo Client front ends:
 // sign up (or in), create a project, upload the example Flower App, train 3 rounds on 2 clients
-// and print every round's metrics as they arrive.
+// and print every round's metrics as they arrive; then download the trained model and evaluate it
+// here, in Python, to see that it is the model the server evaluated last.
 //
 //   npm run demo                      # against http://localhost:4000/graphql
 //   POLLEN_URL=http://host:4000/graphql npm run demo
@@ -8,8 +9,12 @@
 // Queries and mutations go over HTTP (uploads as GraphQL multipart requests, with the
 // apollo-require-preflight header Pollen's CSRF protection asks for); subscriptions go over
 // graphql-ws with the access token in connectionParams.
-import { readdirSync, readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { ApolloClient, ApolloLink, CombinedGraphQLErrors, gql, InMemoryCache } from '@apollo/client';
 import { GraphQLWsLink } from '@apollo/client/link/subscriptions';
@@ -23,6 +28,10 @@ const url = process.env.POLLEN_URL ?? 'http://localhost:4000/graphql';
 const username = process.env.POLLEN_DEMO_USER ?? 'demo';
 const password = process.env.POLLEN_DEMO_PASSWORD ?? 'Demo!pass1';
 const appDir = fileURLToPath(new URL('./digits-app/', import.meta.url));
+const evaluateModel = fileURLToPath(new URL('./evaluate-digits-model.py', import.meta.url));
+// Python with numpy and scikit-learn: Pollen's own venv when the demo runs from its repository.
+const venvPython = fileURLToPath(new URL('../.venv/bin/python', import.meta.url));
+const python = process.env.POLLEN_DEMO_PYTHON ?? (existsSync(venvPython) ? venvPython : 'python3');
 
 let accessToken;
 
@@ -57,6 +66,12 @@ const CREATE_CONFIG = gql`mutation CreateConfig($input: CreateTrainingConfigInpu
 const START = gql`mutation Start($input: StartTrainingInput!) { startTraining(input: $input) { id status } }`;
 const JOB_UPDATES = gql`subscription JobUpdates($jobId: ID!) { trainingJobUpdated(jobId: $jobId) { status statusReason currentRound } }`;
 const METRICS = gql`subscription Metrics($jobId: ID!) { roundMetrics(jobId: $jobId, fromRound: 0) { round phase values } }`;
+const RESULTS = gql`query Results($id: ID!) {
+  trainingJob(id: $id) {
+    finalCheckpoint { round sizeBytes sha256 downloadPath arrays { name shape dtype } }
+    metrics(phase: SERVER_EVALUATE) { round values }
+  }
+}`;
 
 async function signIn() {
   try {
@@ -132,7 +147,37 @@ async function main() {
   });
   metrics.unsubscribe();
   console.log(`\nFinal status: ${final.status}${final.statusReason ? ` (${final.statusReason})` : ''}`);
-  return final.status === 'COMPLETED' ? 0 : 1;
+  if (final.status !== 'COMPLETED') return 1;
+  return (await evaluateFinalModel(job.id)) ? 0 : 1;
+}
+
+/**
+ * Downloads the job's final model (the npz Pollen kept of the last round, with the same bearer
+ * token as /graphql) and evaluates it locally with the app's own code; true when it scores what
+ * the server-side evaluation of that round did.
+ */
+async function evaluateFinalModel(jobId) {
+  const { data: { trainingJob } } = await client.query({ query: RESULTS, variables: { id: jobId }, fetchPolicy: 'network-only' });
+  const checkpoint = trainingJob.finalCheckpoint;
+  const response = await fetch(new URL(checkpoint.downloadPath, url), { headers: { authorization: `Bearer ${accessToken}` } });
+  if (!response.ok) throw new Error(`downloading the model: HTTP ${response.status}`);
+  const bytes = Buffer.from(await response.arrayBuffer());
+  const intact = createHash('sha256').update(bytes).digest('hex') === checkpoint.sha256;
+  const shapes = checkpoint.arrays.map((array) => `${array.name} ${array.dtype}[${array.shape.join('x')}]`).join(', ');
+  console.log(`\nDownloaded the final model (round ${checkpoint.round}, ${bytes.length} bytes, sha256 ${intact ? 'verified' : 'MISMATCH'}): ${shapes}.`);
+  const dir = mkdtempSync(path.join(tmpdir(), 'pollen-demo-'));
+  try {
+    const file = path.join(dir, `round-${checkpoint.round}.npz`);
+    writeFileSync(file, bytes);
+    const local = JSON.parse((await promisify(execFile)(python, [evaluateModel, file])).stdout);
+    const server = trainingJob.metrics.find((metric) => metric.round === checkpoint.round).values;
+    const same = local.test_acc === server.test_acc && local.test_loss === server.test_loss;
+    console.log(`Evaluated it locally: test_acc=${local.test_acc} test_loss=${local.test_loss}; the server's evaluation of round ` +
+      `${checkpoint.round}: test_acc=${server.test_acc} test_loss=${server.test_loss}. ${same ? 'Equal.' : 'DIFFERENT.'}`);
+    return intact && same;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 main()

@@ -14,7 +14,7 @@ afterAll(async () => {
 });
 
 describe('npm run demo', () => {
-  it('signs up, uploads the example, trains 3 rounds on 2 clients and prints the metrics live', async () => {
+  it('signs up, uploads the example, trains 3 rounds on 2 clients, prints the metrics live and evaluates the final model locally', async () => {
     const { stdout } = await promisify(execFile)('npm', ['run', '--silent', 'demo'], {
       cwd: REPO_ROOT, env: { ...process.env, POLLEN_URL: pollen.url }, timeout: 240_000,
     }).catch((error: Error & { stdout?: string; stderr?: string }) => {
@@ -27,5 +27,7 @@ describe('npm run demo', () => {
     expect(stdout.match(/round [123] {2}TRAIN/g)).toHaveLength(3);
     expect(stdout.match(/round [123] {2}EVALUATE/g)).toHaveLength(3);
     expect(stdout).toMatch(/Final status: COMPLETED$/m);
+    expect(stdout).toMatch(/^Downloaded the final model \(round 3, \d+ bytes, sha256 verified\): 0 float64\[64x10\], 1 float64\[10\]\.$/m);
+    expect(stdout).toMatch(/^Evaluated it locally: test_acc=0\.\d+ test_loss=\d\.\d+; the server's evaluation of round 3: .* Equal\.$/m);
   }, 240_000);
 });

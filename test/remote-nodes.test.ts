@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   CreateProjectDocument, CreateTrainingConfigDocument, DeployNodeDocument, DeploymentLogsDocument, NodeDocument,
   NodeStatusChangedDocument, ProjectNodesDocument, RegisterNodeDocument, RemoveNodeDocument, StartTrainingDocument,
-  RoundMetricsDocument, TrainingJobDocument, TrainingJobUpdatedDocument, UploadAppDocument, CancelTrainingDocument, type NodeStatusChangedSubscription,
+  JobResultsDocument, RoundMetricsDocument, TrainingJobDocument, TrainingJobUpdatedDocument, UploadAppDocument, CancelTrainingDocument, type NodeStatusChangedSubscription,
 } from './generated/graphql.js';
 import { zipDirectory } from './support/fixtures.js';
 import { createTestHosts, type TestNetwork } from './support/test-hosts.js';
@@ -174,7 +174,7 @@ describe.skipIf(!isRoot)('remote nodes deployed with Ansible', () => {
     expect(errorCode(tooMany)).toBe('BAD_USER_INPUT');
   }, 120_000);
 
-  it('trains across the two hosts to COMPLETED with metrics', async () => {
+  it('trains across the two hosts to COMPLETED with metrics, keeping each round\'s model', async () => {
     const jobId = await startRemoteJob('two nodes', 2);
     await socket.subscribe(TrainingJobUpdatedDocument, { jobId }).ended;
     const { trainingJob } = await client.data(TrainingJobDocument, { id: jobId });
@@ -187,6 +187,10 @@ describe.skipIf(!isRoot)('remote nodes deployed with Ansible', () => {
     const accuracy = trainingJob!.metrics.filter((m) => m.phase === 'SERVER_EVALUATE').map((m) => m.values.test_acc as number);
     expect(accuracy.at(-1)!).toBeGreaterThan(accuracy[0]!);
     expect(processesUnder(path.join(pollen.dataDir, 'jobs', jobId))).toEqual([]);
+    const { trainingJob: results } = await client.data(JobResultsDocument, { id: jobId });
+    expect(results!.checkpoints.map((c) => [c.round, c.reasons])).toEqual([[0, ['LATEST']], [1, ['LATEST']], [2, ['LATEST', 'FINAL']]]);
+    const download = await fetch(new URL(results!.finalCheckpoint!.downloadPath, pollen.origin), { headers: { authorization: `Bearer ${client.token}` } });
+    expect(Buffer.from(await download.arrayBuffer()).length).toBe(results!.finalCheckpoint!.sizeBytes);
   }, 600_000);
 
   it('refuses a SuperNode whose key the SuperLink does not know', async () => {

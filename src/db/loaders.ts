@@ -7,6 +7,13 @@ interface FindableModel {
 
 type Identified = { _id: Types.ObjectId };
 
+/**
+ * The batch size of reads that gather the records of many parents at once (a grouped load): all
+ * in the first reply (up to its 16 MiB), not in pages of 101 with a getMore each, so the commands
+ * an operation costs do not grow with how many parents it shows.
+ */
+export const ALL_IN_ONE_REPLY = 1_000_000;
+
 /** Batches and caches every `load(id)` of one request; the batch joins the process-wide reads of `sharedReader`. */
 export function byIdLoader<T extends Identified>(model: FindableModel): DataLoader<string, T | null> {
   return new DataLoader((ids) => sharedReader<T>(model).loadMany(ids));

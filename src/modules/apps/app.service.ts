@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { FileUpload } from 'graphql-upload-ts';
 import { Types } from 'mongoose';
-import { deleteStoredFile, fileBucket } from '../../db/files.js';
+import { deleteStoredFile, fileBucket, readStoredFile } from '../../db/files.js';
 import { conflict, isDuplicateKeyError } from '../../errors.js';
 import { findPages, type Page, type PageRequest } from '../../db/paging.js';
 import type { TrainingService } from '../training/training.service.js';
@@ -97,7 +97,7 @@ export class AppService {
 
   /** The stored archive, byte for byte as it was uploaded (only for apps not deleted). */
   openArchive(app: FlowerApp): Readable {
-    return this.bucket().openDownloadStream(app.archiveFileId!);
+    return readStoredFile(BUCKET_NAME, app.archiveFileId!, { start: 0, end: app.sizeBytes });
   }
 
   /**

@@ -5,7 +5,8 @@ import { open, rm, type FileHandle } from 'node:fs/promises';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Types } from 'mongoose';
-import { deleteStoredFile, fileBucket } from '../../db/files.js';
+import { deleteStoredFile, fileBucket, readStoredFile } from '../../db/files.js';
+import { ALL_IN_ONE_REPLY } from '../../db/loaders.js';
 import { isDuplicateKeyError } from '../../errors.js';
 import { CheckpointModel, type Checkpoint } from './checkpoint.model.js';
 import { NpzError, readNpzLayout } from './checkpoint.npz.js';
@@ -68,7 +69,8 @@ export class CheckpointService {
 
   /** The kept checkpoints of many jobs, by job id (ascending rounds). */
   async listForJobs(jobIds: readonly Types.ObjectId[]): Promise<Map<string, Checkpoint[]>> {
-    const found = await CheckpointModel.find({ jobId: { $in: jobIds } }).sort({ round: 1 }).lean<Checkpoint[]>().exec();
+    const found = await CheckpointModel.find({ jobId: { $in: jobIds } }).sort({ round: 1 }).batchSize(ALL_IN_ONE_REPLY)
+      .lean<Checkpoint[]>().exec();
     const byJob = new Map<string, Checkpoint[]>(jobIds.map((id) => [id.toHexString(), []]));
     for (const checkpoint of found) byJob.get(checkpoint.jobId.toHexString())?.push(checkpoint);
     return byJob;
@@ -83,8 +85,8 @@ export class CheckpointService {
   }
 
   /** The .npz, byte for byte, or the bytes from `start` up to `end` (exclusive). */
-  open(checkpoint: Checkpoint, range?: { start: number; end: number }): Readable {
-    return this.bucket().openDownloadStream(checkpoint.fileId, range);
+  open(checkpoint: Checkpoint, range = { start: 0, end: checkpoint.sizeBytes }): Readable {
+    return readStoredFile(BUCKET_NAME, checkpoint.fileId, range);
   }
 
   /** Copies the .npz to a file (a fork's starting model). */

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { Types } from 'mongoose';
-import { readById } from '../../db/loaders.js';
+import { ALL_IN_ONE_REPLY, readById } from '../../db/loaders.js';
 import { LogLineStore } from '../../db/log-lines.js';
 import { findPages, type Page, type PageRequest } from '../../db/paging.js';
 import { badUserInput, conflict, isDuplicateKeyError, notFound } from '../../errors.js';
@@ -212,7 +212,7 @@ export class TrainingService {
   async metricSeries(jobIds: readonly Types.ObjectId[], phase?: MetricPhase | null, names?: readonly string[] | null): Promise<Map<string, MetricSeries[]>> {
     const filter: Record<string, unknown> = { jobId: { $in: jobIds } };
     if (phase) filter.phase = phase;
-    const metrics = await RoundMetricModel.find(filter).sort({ round: 1 }).lean<RoundMetric[]>().exec();
+    const metrics = await RoundMetricModel.find(filter).sort({ round: 1 }).batchSize(ALL_IN_ONE_REPLY).lean<RoundMetric[]>().exec();
     const wanted = names ? new Set(names) : undefined;
     const series = new Map<string, Map<string, MetricSeries>>(jobIds.map((id) => [id.toHexString(), new Map()]));
     for (const metric of metrics) {
@@ -232,7 +232,8 @@ export class TrainingService {
 
   /** Each job's forks, oldest first, by parent id. */
   async forksOf(jobIds: readonly Types.ObjectId[]): Promise<Map<string, TrainingJob[]>> {
-    const forks = await TrainingJobModel.find({ parentId: { $in: jobIds } }).sort({ createdAt: 1, _id: 1 }).lean<TrainingJob[]>().exec();
+    const forks = await TrainingJobModel.find({ parentId: { $in: jobIds } }).sort({ createdAt: 1, _id: 1 }).batchSize(ALL_IN_ONE_REPLY)
+      .lean<TrainingJob[]>().exec();
     const byParent = new Map<string, TrainingJob[]>(jobIds.map((id) => [id.toHexString(), []]));
     for (const fork of forks) byParent.get(fork.parentId!.toHexString())?.push(fork);
     return byParent;
@@ -368,7 +369,7 @@ export class TrainingService {
     if (withRules.length === 0) return new Map();
     const filter: Record<string, unknown> = { jobId: { $in: withRules.map((job) => job._id) } };
     if (rounds) filter.round = { $in: rounds };
-    const metrics = await RoundMetricModel.find(filter).lean<RoundMetric[]>().exec();
+    const metrics = await RoundMetricModel.find(filter).batchSize(ALL_IN_ONE_REPLY).lean<RoundMetric[]>().exec();
     const rules = new Map(withRules.map((job) => [job._id.toHexString(), job.stopRule!]));
     const values = new Map<string, Map<number, number>>();
     for (const metric of metrics) {
