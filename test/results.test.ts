@@ -4,10 +4,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import mongoose from 'mongoose';
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import {
   AddProjectMemberDocument, CheckpointLinkDocument, CompareJobsDocument, CreateProjectDocument, CreateTrainingConfigDocument,
-  DeleteAppDocument, ForkTrainingDocument, JobResultsDocument, StartTrainingDocument, TrainingJobUpdatedDocument, UploadAppDocument,
+  DeleteAppDocument, DeleteProjectDocument, ForkTrainingDocument, JobResultsDocument, StartTrainingDocument, TrainingJobUpdatedDocument, UploadAppDocument,
   type JobResultsQuery, type StartTrainingInput,
 } from './generated/graphql.js';
 import { zipDirectory } from './support/fixtures.js';
@@ -185,6 +186,10 @@ describe('every round of a run is kept as a model to download', () => {
     expect(await outsider.json()).toMatchObject({ errors: [{ extensions: { code: 'NOT_FOUND' } }] });
     expect((await get(finalPath, {})).status).toBe(401);
     expect((await get(`/jobs/${plain}/checkpoints/7`)).status).toBe(404);
+    // Over WebSocket, a viewer gets a signed link like anyone else who may read the job.
+    const viaSocket = await team.viewer.socket.execute(CheckpointLinkDocument, { id: plain, format: 'NPZ' });
+    expect((await get(viaSocket.data!.trainingJob!.finalCheckpoint!.downloadLink, {})).status).toBe(200);
+    expect(errorCode(await team.outsider.socket.execute(CheckpointLinkDocument, { id: plain }))).toBe('NOT_FOUND');
     const badFormat = await get(`${finalPath}?format=pickle`);
     expect(badFormat.status).toBe(400);
     expect(await badFormat.json()).toMatchObject({ errors: [{ extensions: { code: 'BAD_USER_INPUT' } }] });
@@ -284,5 +289,20 @@ describe('comparing runs', () => {
     expect(child!.metricSeries[0]!.points.at(-1)).toEqual(parent!.metricSeries[0]!.points.at(-1));
     const hidden = await team.outsider.client.data(CompareJobsDocument, { ids: [plain] });
     expect(hidden.trainingJobs).toEqual([null]);
+  });
+});
+
+describe('deleting the project', () => {
+  it('deletes every checkpoint its jobs kept, records and stored files alike', async () => {
+    const database = new mongoose.mongo.MongoClient(inject('mongoUri'));
+    try {
+      const db = (await database.connect()).db(pollen.database as string);
+      const stored = async () => Promise.all(['checkpoints', 'checkpoints.files', 'checkpoints.chunks'].map((name) => db.collection(name).countDocuments()));
+      expect((await stored()).every((count) => count > 0)).toBe(true);
+      await owner.data(DeleteProjectDocument, { id: projectId });
+      expect(await stored()).toEqual([0, 0, 0]);
+    } finally {
+      await database.close();
+    }
   });
 });

@@ -267,16 +267,9 @@ class FlowerRun implements JobExecution {
     }
   }
 
-  /** A metric is kept through a database outage: stored (in order) once the database is back. */
+  /** A round's metrics, stored after everything the run sent before them. */
   private recordMetric(round: number, phase: MetricPhase, values: MetricValues, at: Date): void {
-    const record = () => this.deps.training.recordMetric(this.job, round, phase, values, at);
-    this.recording = this.recording
-      .then(() => retryWhileDatabaseUnavailable(record, {
-        signal: this.halt.signal,
-        onUnavailable: (error) => this.deps.logger.warn({ err: error, round, phase },
-          'database unavailable: will store the round metric once it is back'),
-      }))
-      .catch((error) => this.deps.logger.error({ err: error }, 'could not record a metric'));
+    this.store('round metric', { round, phase }, () => this.deps.training.recordMetric(this.job, round, phase, values, at));
   }
 
   /**
@@ -288,16 +281,23 @@ class FlowerRun implements JobExecution {
       this.output.add(`[pollen] ignored a checkpoint of round ${round} announced at ${file}`, new Date());
       return;
     }
-    const record = () => this.deps.training.recordCheckpoint(this.job, round, file);
+    this.store('checkpoint', { round }, () => this.deps.training.recordCheckpoint(this.job, round, file), (error) =>
+      this.output.add(`[pollen] could not keep the model of round ${round}: ${error.message}`, new Date()));
+  }
+
+  /**
+   * Stores what the run produced in the order it came, each after the one before, and through a
+   * database outage: stored once the database is back (unless the run is stopped meanwhile).
+   */
+  private store(what: string, about: object, record: () => Promise<void>, onFailure?: (error: Error) => void): void {
     this.recording = this.recording
       .then(() => retryWhileDatabaseUnavailable(record, {
         signal: this.halt.signal,
-        onUnavailable: (error) => this.deps.logger.warn({ err: error, round },
-          'database unavailable: will store the checkpoint once it is back'),
+        onUnavailable: (error) => this.deps.logger.warn({ err: error, ...about }, `database unavailable: will store the ${what} once it is back`),
       }))
-      .catch((error) => {
-        this.output.add(`[pollen] could not keep the model of round ${round}: ${(error as Error).message}`, new Date());
-        this.deps.logger.error({ err: error, round }, 'could not record a checkpoint');
+      .catch((error: Error) => {
+        onFailure?.(error);
+        this.deps.logger.error({ err: error, ...about }, `could not record the ${what}`);
       });
   }
 
