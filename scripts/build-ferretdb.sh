@@ -67,5 +67,5 @@ fi
 
 if (( with_test )); then
   step "testing Pollen's FerretDB patch (go test in .tools/ferretdb-src/FerretDB)"
-  (cd "$WORK/FerretDB" && go test ./internal/backends/sqlite/metadata/ -run 'TestKey')
+  (cd "$WORK/FerretDB" && go test ./internal/backends/sqlite/metadata/ -run 'TestKey' -count=1)
 fi
