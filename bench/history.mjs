@@ -110,7 +110,7 @@ await runBenchmark(async () => {
           const data = await graphql(pollen.url, reader.token, read.query, variables);
           if (!read.check(data, { metricsPerJob, jobs: size })) throw new Error(`${read.name}: unexpected ${JSON.stringify(data).slice(0, 300)}`);
         };
-      for (let i = 0; i < 3; i++) await once(); // warm-up
+      for (let i = 0; i < 10; i++) await once(); // warm-up (JIT, connection pool, SQLite's page cache)
       const times = [];
       const before = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuSeconds(pid)]));
       for (let i = 0; i < samples; i++) {

@@ -38,7 +38,7 @@ if [[ -x "$BIN" && -f "$STAMP" && "$(<"$STAMP")" == "$want" && -d "$WORK/FerretD
   step "FerretDB is up to date (.tools/bin/ferretdb)"
 else
   version="$(awk -v m="$MODULE" '{ for (i = 1; i < NF; i++) if ($i == m) { print $(i + 1); exit } }' "$SRC/go.mod")"
-  step "building FerretDB ${version:-?} with Pollen's patch, $(go env GOVERSION) (first time takes ~1-2 min)"
+  step "building FerretDB ${version:-?} with Pollen's patch, $(go env GOVERSION) (first time takes ~2-3 min)"
 
   # The module as the proxy serves it (checked against go.sum), copied out of the read-only cache.
   pristine="$(cd "$SRC" && go mod download -json "$MODULE" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
