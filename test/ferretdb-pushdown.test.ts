@@ -18,9 +18,18 @@ const STATUSES = ['QUEUED', 'RUNNING', 'COMPLETED', 'FAILED'];
 const START = Date.UTC(2026, 0, 1);
 
 /** Jobs and metrics shaped like Pollen's, with values that make the order of types matter. */
-function seedDocuments(): { jobs: Doc[]; metrics: Doc[] } {
+const users = [new ObjectId(), new ObjectId(), new ObjectId(), new ObjectId()];
+
+function seedDocuments(): { jobs: Doc[]; metrics: Doc[]; projects: Doc[] } {
   const jobs: Doc[] = [];
   const metrics: Doc[] = [];
+  // Members as Pollen keeps them (an array of documents), one as a lone document, some missing.
+  const projectDocs: Doc[] = Array.from({ length: 30 }, (_, i) => ({
+    _id: new ObjectId(), createdAt: new Date(START + (i % 10) * 60_000), name: `project ${i}`,
+    ...(i % 9 === 8 ? {} : i % 7 === 6 ? { members: { userId: users[i % 4], role: 'OWNER' } } : {
+      members: users.filter((_, u) => (i + u) % 3 !== 0).map((userId, u) => ({ userId, role: u ? 'VIEWER' : 'OWNER' })),
+    }),
+  }));
   for (let i = 0; i < 120; i++) {
     const _id = new ObjectId();
     jobs.push({
@@ -36,17 +45,18 @@ function seedDocuments(): { jobs: Doc[]; metrics: Doc[] } {
       }
     }
   }
-  return { jobs, metrics };
+  return { jobs, metrics, projects: projectDocs };
 }
 
 const INDEXES: Record<string, Sort[]> = {
   jobs: [{ projectId: 1, createdAt: -1 }, { status: 1, createdAt: -1 }, { currentRound: 1 }, { name: 1 }, { 'lease.expiresAt': 1 }],
   metrics: [{ jobId: 1, round: 1, phase: 1 }],
+  projects: [{ 'members.userId': 1, createdAt: -1 }],
 };
 
 interface Case {
   name: string;
-  collection: 'jobs' | 'metrics';
+  collection: 'jobs' | 'metrics' | 'projects';
   /** Built once the documents exist. */
   filter: () => Filter;
   sort?: Sort;
@@ -60,7 +70,7 @@ let reference: OwnFerretDB;
 let pushed: OwnFerretDB;
 let referenceClient: mongoose.mongo.MongoClient;
 let pushedClient: mongoose.mongo.MongoClient;
-let seeded: { jobs: Doc[]; metrics: Doc[] };
+let seeded: { jobs: Doc[]; metrics: Doc[]; projects: Doc[] };
 
 beforeAll(async () => {
   [reference, pushed] = await Promise.all([OwnFerretDB.start({ disablePushdown: true }), OwnFerretDB.start()]);
@@ -161,6 +171,16 @@ const cases: Case[] = [
     expect: { filter: true, sort: false, limit: false },
   },
   {
+    name: 'a member\'s projects, newest first (a path into an array of documents, or a document)', collection: 'projects',
+    filter: () => ({ 'members.userId': users[1] }), sort: { createdAt: -1, _id: -1 }, limit: 6,
+    expect: { filter: true, sort: true, limit: true },
+  },
+  {
+    name: 'a member\'s projects by name ($regex is left to FerretDB)', collection: 'projects',
+    filter: () => ({ 'members.userId': { $eq: users[2] }, name: { $regex: '1' } }), sort: { createdAt: -1, _id: -1 }, limit: 6,
+    expect: { filter: true, sort: true, limit: false },
+  },
+  {
     name: '_id equality, on the _id index', collection: 'jobs',
     filter: () => ({ _id: someJob() }), limit: 1, expect: { filter: true, sort: false, limit: false, index: '_id_' },
   },
@@ -202,6 +222,7 @@ describe('FerretDB pushdown (Pollen\'s patch)', () => {
         ]).toArray()).sort((a, b) => String(a._id).localeCompare(String(b._id))),
         byStatus: (await jobs.aggregate([{ $match: {} }, { $group: { _id: '$status', n: { $sum: 1 } } }]).toArray())
           .sort((a, b) => String(a._id).localeCompare(String(b._id))),
+        member: await client.db(DB).collection('projects').countDocuments({ 'members.userId': users[3] }),
         // numbers keep their type only in FerretDB's own $group: left to it
         byRound: (await jobs.aggregate([{ $match: {} }, { $group: { _id: '$currentRound', n: { $sum: 1 } } }]).toArray())
           .sort((a, b) => String(a._id).localeCompare(String(b._id))),
@@ -226,5 +247,19 @@ describe('FerretDB pushdown (Pollen\'s patch)', () => {
     expect([explain.filterPushdown, explain.sortPushdown, explain.limitPushdown]).toEqual([false, false, false]);
     const counted = async (client: mongoose.mongo.MongoClient) => client.db(DB).collection('jobs').countDocuments({ projectId: project });
     expect(await counted(pushedClient)).toBe(await counted(referenceClient));
+  });
+
+  it('a path whose documents hold an array turns its pushdown off, and the answers stay right', async () => {
+    const odd = { _id: new ObjectId(), createdAt: new Date(START), members: [{ userId: [users[0], users[1]], role: 'OWNER' }] };
+    for (const client of [referenceClient, pushedClient]) await client.db(DB).collection('projects').insertOne({ ...odd });
+    const c: Case = {
+      name: 'path', collection: 'projects', filter: () => ({ 'members.userId': users[1] }), sort: { createdAt: -1, _id: -1 }, limit: 50,
+      expect: { filter: false, sort: false, limit: false },
+    };
+    const [want, got] = await Promise.all([answer(referenceClient, c), answer(pushedClient, c)]);
+    expect(want.some((doc) => doc._id.equals(odd._id))).toBe(true);
+    expect(got).toEqual(want);
+    const explain = await run(pushedClient, c).explain() as Doc;
+    expect([explain.filterPushdown, explain.sortPushdown, explain.limitPushdown]).toEqual([false, false, false]);
   });
 });
