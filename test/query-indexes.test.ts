@@ -156,7 +156,7 @@ function sourceFiles(dir: string): string[] {
 function leadingIndexFields(): Map<string, Set<string>> {
   const byCollection = new Map<string, Set<string>>();
   for (const model of MODELS) {
-    const fields = new Set(['_id', ...model.schema.indexes().map(([keys]) => Object.keys(keys)[0]!)]);
+    const fields = new Set(['_id', ...model.schema.indexes().map(([keys]: [Record<string, unknown>, unknown]) => Object.keys(keys)[0]!)]);
     byCollection.set(model.collection.collectionName, fields);
   }
   return byCollection;
