@@ -21,16 +21,16 @@ const NEWEST_FIRST = { createdAt: -1, _id: -1 } as const;
 export async function findPage<T extends Sortable>(model: Model<any>, filter: object, args: PageRequest): Promise<Page<T>> {
   const first = pageSize(args);
   const [nodes, totalCount] = await Promise.all([
-    model.find(withCursor(filter, args)).sort(NEWEST_FIRST).limit(pageRead(first, args)).lean<T[]>().exec(),
+    model.find(withCursor(filter, args)).sort(NEWEST_FIRST).limit(first + 1).lean<T[]>().exec(),
     model.countDocuments(filter).exec(),
   ]);
-  return pageOf(nodes, first, totalCount, args);
+  return pageOf(nodes, first, totalCount);
 }
 
 /**
  * findPage for many groups at once (the jobs of each project on a page of projects), in a few
  * commands rather than two per group: one count per group in one aggregation, then the newest
- * records of every group still short of a page, newest first, a page (see pageRead) × groups at a time.
+ * records of every group still short of a page, newest first, (first + 1) × groups at a time.
  * Each round fills at least one group, and usually all: records a group has beyond its page are
  * read at most once.
  */
@@ -39,29 +39,28 @@ export async function findPages<T extends Sortable>(
   model: Model<any>, groupField: keyof T & string, groupIds: readonly Types.ObjectId[], filter: object, args: PageRequest,
 ): Promise<Map<string, Page<T>>> {
   const first = pageSize(args);
-  const read = pageRead(first, args);
   const counts = await model.aggregate<{ _id: Types.ObjectId; count: number }>([
     { $match: { ...filter, [groupField]: { $in: groupIds } } },
     { $group: { _id: `$${groupField}`, count: { $sum: 1 } } },
   ]).exec();
   const totals = new Map(counts.map(({ _id, count }) => [_id.toHexString(), count]));
   const found = new Map<string, T[]>(groupIds.map((id) => [id.toHexString(), []]));
-  const unfilled = () => groupIds.filter((id) => found.get(id.toHexString())!.length < Math.min(read, totals.get(id.toHexString()) ?? 0));
+  const unfilled = () => groupIds.filter((id) => found.get(id.toHexString())!.length < Math.min(first + 1, totals.get(id.toHexString()) ?? 0));
   let pending = unfilled();
   let olderThan: T | undefined;
   while (pending.length > 0) {
-    const limit = read * pending.length;
+    const limit = (first + 1) * pending.length;
     const batch = await model.find(withCursor({ ...filter, [groupField]: { $in: pending } }, args, olderThan))
       .sort(NEWEST_FIRST).limit(limit).batchSize(limit).lean<T[]>().exec(); // all in the first reply
     for (const record of batch) {
       const group = found.get((record[groupField] as Types.ObjectId).toHexString())!;
-      if (group.length < read) group.push(record);
+      if (group.length <= first) group.push(record);
     }
     if (batch.length < limit) break; // every pending group has had all its records
     olderThan = batch.at(-1);
     pending = unfilled();
   }
-  return new Map([...found].map(([id, nodes]) => [id, pageOf(nodes, first, totals.get(id) ?? 0, args)]));
+  return new Map([...found].map(([id, nodes]) => [id, pageOf(nodes, first, totals.get(id) ?? 0)]));
 }
 
 function pageSize(args: PageRequest): number {
@@ -78,20 +77,9 @@ function withCursor(filter: object, args: PageRequest, olderThan?: Sortable): ob
   return positions.length === 0 ? filter : { $and: [filter, ...positions.map(after)] };
 }
 
-/**
- * How many records a page reads. The first page reads only its own: the total, counted anyway,
- * says whether there is a next one (on the embedded store each record read is decoded, so a page
- * of jobs for each of 5 projects reads 15 records instead of 20). A page after a cursor reads one
- * more, which says whether any come after it.
- */
-function pageRead(first: number, args: PageRequest): number {
-  return args.after ? first + 1 : first;
-}
-
-function pageOf<T extends Sortable>(nodes: T[], first: number, totalCount: number, args: PageRequest): Page<T> {
+function pageOf<T extends Sortable>(nodes: T[], first: number, totalCount: number): Page<T> {
   const edges = nodes.slice(0, first).map((node) => ({ node, cursor: encodeCursor(node) }));
-  const hasNextPage = args.after ? nodes.length > first : totalCount > first;
-  return { edges, pageInfo: { hasNextPage, endCursor: edges.at(-1)?.cursor ?? null }, totalCount };
+  return { edges, pageInfo: { hasNextPage: nodes.length > first, endCursor: edges.at(-1)?.cursor ?? null }, totalCount };
 }
 
 function encodeCursor(node: Sortable): string {
