@@ -12,6 +12,7 @@ import { MongoCommandCounter } from '../test/support/mongo-command-counter.mjs';
 import { POLLEN_NODE_FLAGS } from '../test/support/node-flags.mjs';
 import { cpuSeconds, processMemory } from '../test/support/process-figures.mjs';
 import JSZip from 'jszip';
+import mongoose from 'mongoose';
 import WebSocket from 'ws';
 
 export const REPO = fileURLToPath(new URL('..', import.meta.url));
@@ -415,6 +416,50 @@ export async function untilJobEnds(client, jobId) {
   await subscribe(client, 'subscription($jobId: ID!) { trainingJobUpdated(jobId: $jobId) { status statusReason } }',
     { jobId }, (data) => (last = data.trainingJobUpdated));
   if (last?.status !== 'COMPLETED') throw new Error(`job ${jobId} ended ${last?.status}: ${last?.statusReason}`);
+}
+
+/**
+ * A finished job and its metrics as Pollen stores them (src/modules/training/*.model.ts), for
+ * seeding straight into `training_jobs` and `round_metrics` through the driver: round 0's
+ * server-side evaluation, then TRAIN, EVALUATE and SERVER_EVALUATE for each round (a `failed`
+ * job stops halfway); each phase's newest metrics also on the job. `index` numbers Flower's run.
+ */
+export function finishedJobDocuments({ projectId, appId, configId, createdById, createdAt, rounds, failed, index }) {
+  const { ObjectId } = mongoose.mongo;
+  const _id = new ObjectId();
+  const lastRound = failed ? Math.ceil(rounds / 2) : rounds;
+  const at = (round, step) => new Date(createdAt.getTime() + 15_000 + round * 7_000 + step * 1_000);
+  const metrics = [];
+  const latest = new Map();
+  const metric = (round, phase, values, step) => {
+    const record = { round, phase, valuesJson: JSON.stringify(values), recordedAt: at(round, step) };
+    metrics.push({ _id: new ObjectId(), jobId: _id, ...record, __v: 0 });
+    latest.set(phase, record);
+  };
+  metric(0, 'SERVER_EVALUATE', { test_loss: 2.3, test_acc: 0.1 }, 0);
+  for (let round = 1; round <= lastRound; round++) {
+    const done = round / rounds;
+    metric(round, 'TRAIN', { train_loss: 2.2 - done }, 0);
+    metric(round, 'EVALUATE', { eval_loss: 2.0 - done, eval_acc: 0.8 + done / 10 }, 1);
+    metric(round, 'SERVER_EVALUATE', { test_loss: 1.9 - done, test_acc: 0.82 + done / 10 }, 2);
+  }
+  const job = {
+    _id, projectId: new ObjectId(projectId), appId: new ObjectId(appId), configId: new ObjectId(configId),
+    status: failed ? 'FAILED' : 'COMPLETED',
+    statusReason: failed ? `Flower run ended FAILED at round ${lastRound}: ClientApp raised an exception` : null,
+    federation: 'LOCAL', clients: 2, currentRound: lastRound, totalRounds: rounds,
+    latestMetricsJson: JSON.stringify(['TRAIN', 'EVALUATE', 'SERVER_EVALUATE'].map((phase) => latest.get(phase))),
+    runConfigJson: JSON.stringify({ 'num-server-rounds': rounds, 'learning-rate': 0.1 }),
+    flowerRunId: String(1_000_000_000 + index), lease: null, cancelRequestedAt: null,
+    createdById: new ObjectId(createdById), createdAt, updatedAt: at(lastRound, 3), startedAt: createdAt,
+    finishedAt: at(lastRound, 3), __v: 0,
+  };
+  return { job, metrics };
+}
+
+/** Inserts documents in batches of 1,000 (FerretDB takes large inserts better in parts). */
+export async function insertInBatches(collection, docs) {
+  for (let i = 0; i < docs.length; i += 1000) await collection.insertMany(docs.slice(i, i + 1000));
 }
 
 // ------------------------------------------------------------------------ figures, output

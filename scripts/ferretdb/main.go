@@ -1,4 +1,5 @@
-// Command ferretdb runs FerretDB v1.24 on SQLite for Pollen's embedded mode.
+// Command ferretdb runs FerretDB v1.24 on SQLite for Pollen's embedded mode, built with
+// Pollen's patch (ferretdb.patch beside this file, see README.md).
 //
 // It binds the given address (port 0 picks a free one), prints one line
 // "ready mongodb://HOST:PORT/" on stdout once it accepts connections, and exits
@@ -23,6 +24,7 @@ func main() {
 	listenAddr := flag.String("listen-addr", "127.0.0.1:0", "TCP address to listen on")
 	sqliteDir := flag.String("sqlite-dir", "", "directory of the SQLite store (required)")
 	logLevel := flag.String("log-level", "warn", "debug, info, warn or error")
+	disablePushdown := flag.Bool("disable-pushdown", false, "evaluate every filter, sort and limit in FerretDB, none in SQLite (for tests)")
 	flag.Parse()
 
 	if *sqliteDir == "" {
@@ -55,6 +57,8 @@ func main() {
 		Logger:    logger,
 		Handler:   "sqlite",
 		SQLiteURL: "file:" + *sqliteDir + "/",
+
+		DisablePushdown: *disablePushdown,
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "ferretdb: %v\n", err)

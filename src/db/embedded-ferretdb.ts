@@ -22,18 +22,22 @@ const READY_TIMEOUT_MS = 30_000;
 const STOP_GRACE_MS = 5_000;
 
 /**
- * Starts FerretDB on SQLite under `storeDir`, on a free loopback port (or `options.port`). The
+ * Starts FerretDB on SQLite under `storeDir` (built with Pollen's patch, scripts/ferretdb/README.md),
+ * on a free loopback port (or `options.port`). The
  * child keeps a pipe to our process as its stdin and exits when that closes, so it dies with us
  * even on SIGKILL.
  */
-export async function startEmbeddedFerretDB(storeDir: string, logger: Logger, options: { port?: number } = {}): Promise<EmbeddedFerretDB> {
+export async function startEmbeddedFerretDB(
+  storeDir: string, logger: Logger, options: { port?: number; disablePushdown?: boolean } = {},
+): Promise<EmbeddedFerretDB> {
   const binary = ferretdbBinary();
   if (!existsSync(binary)) {
     throw new Error(`FerretDB binary not found at ${binary}: run "bash scripts/setup.sh" (npm start does this).`);
   }
-  const child = spawn(binary, ['--sqlite-dir', path.resolve(storeDir), '--listen-addr', `127.0.0.1:${options.port ?? 0}`, '--log-level', 'error'], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
+  const args = ['--sqlite-dir', path.resolve(storeDir), '--listen-addr', `127.0.0.1:${options.port ?? 0}`, '--log-level', 'error'];
+  // Every query evaluated by FerretDB itself, none by SQLite: the reference that tests compare pushdown with.
+  if (options.disablePushdown) args.push('--disable-pushdown');
+  const child = spawn(binary, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   const log = logger.child({ component: 'ferretdb', pid: child.pid });
   createInterface({ input: child.stderr! }).on('line', (line) => log.warn({ ferretdb: line }, 'ferretdb output'));
 

@@ -11,10 +11,10 @@ import { startEmbeddedFerretDB, type EmbeddedFerretDB } from '../../src/db/embed
 export class OwnFerretDB {
   private constructor(readonly storeDir: string, readonly port: number, private server: EmbeddedFerretDB | undefined) {}
 
-  static async start(): Promise<OwnFerretDB> {
+  static async start(options: { disablePushdown?: boolean } = {}): Promise<OwnFerretDB> {
     const storeDir = mkdtempSync(path.join(tmpdir(), 'pollen-test-own-db-'));
     try {
-      const server = await startEmbeddedFerretDB(storeDir, pino({ level: 'silent' }));
+      const server = await startEmbeddedFerretDB(storeDir, pino({ level: 'silent' }), options);
       return new OwnFerretDB(storeDir, Number(new URL(server.uri).port), server);
     } catch (error) {
       rmSync(storeDir, { recursive: true, force: true });

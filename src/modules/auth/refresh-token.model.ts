@@ -9,6 +9,7 @@ import { Types } from 'mongoose';
 @index({ tokenHash: 1 }, { unique: true })
 @index({ familyId: 1 })
 @index({ issuedFor: 1 }, { unique: true })
+@index({ userId: 1 }) // account deletion removes a user's tokens
 export class RefreshToken {
   readonly _id!: Types.ObjectId;
 

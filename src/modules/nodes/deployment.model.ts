@@ -20,6 +20,7 @@ export function deploymentFinished(status: DeploymentStatus): boolean {
 @modelOptions({ schemaOptions: { collection: 'deployments', timestamps: true } })
 @index({ nodeId: 1, createdAt: -1 })
 @index({ status: 1, createdAt: 1 })
+@index({ projectId: 1 }) // project deletion removes its deployments
 export class Deployment extends ProjectRecord {
   @prop({ required: true, type: () => Types.ObjectId })
   nodeId!: Types.ObjectId;

@@ -41,7 +41,8 @@ export class Lease {
 @ObjectType()
 @modelOptions({ schemaOptions: { collection: 'training_jobs', timestamps: true } })
 @index({ status: 1, createdAt: -1 })
-@index({ projectId: 1, createdAt: -1 })
+// The whole order of a page (db/paging.ts): no sort of equal times in memory, on MongoDB nor on the embedded store.
+@index({ projectId: 1, createdAt: -1, _id: -1 })
 @index({ parentId: 1, createdAt: 1 })
 export class TrainingJob extends ProjectRecord {
   @prop({ required: true, type: () => Types.ObjectId })
