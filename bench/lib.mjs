@@ -390,7 +390,7 @@ export async function connectWebSocket(wsUrl, token) {
     webSocketImpl: WebSocket,
     lazy: false,
     retryAttempts: 0,
-    connectionParams: { authorization: `Bearer ${token}` },
+    connectionParams: token ? { authorization: `Bearer ${token}` } : {},
     on: { connected: () => opened.resolve(), closed: (event) => opened.reject(new Error(`websocket closed: ${event?.code}`)) },
     onNonLazyError: (error) => opened.reject(error),
   });
