@@ -9,8 +9,10 @@ import express from 'express';
 import { graphqlUploadExpress } from 'graphql-upload-ts';
 import type { Config } from '../config.js';
 import { connectDatabase, ensureIndexes, type Database } from '../db/database.js';
+import { dashboardRouter } from '../dashboard/dashboard.router.js';
 import { graphiqlRouter } from '../graphiql/graphiql.router.js';
 import { appArchiveRouter } from '../modules/apps/app-archive.router.js';
+import { browserSessionRouter } from '../modules/auth/browser-session.router.js';
 import { contextOf, type Context } from './context.js';
 import { DATABASE_RETRY_AFTER_SECONDS, ErrorCode } from '../errors.js';
 import { maskError, reportError } from '../graphql/errors.js';
@@ -96,6 +98,10 @@ async function serve(config: Config, logger: Logger, database: Database): Promis
     if (readiness.ready) res.json({ status: 'ready', database: 'up' });
     else res.status(503).json({ status: 'unavailable', database: 'down', reason: readiness.reason });
   });
+  app.use(dashboardRouter());
+  app.use(browserSessionRouter(services.auth, {
+    refreshTokenTtlSeconds: config.refreshTokenTtlSeconds, secureCookie: config.nodeEnv === 'production',
+  }));
   app.use(graphiqlRouter());
   app.use(appArchiveRouter((req) => contextOf(req, services)));
   app.use(
