@@ -13,6 +13,7 @@ import { dashboardRouter } from '../dashboard/dashboard.router.js';
 import { graphiqlRouter } from '../graphiql/graphiql.router.js';
 import { appArchiveRouter } from '../modules/apps/app-archive.router.js';
 import { browserSessionRouter } from '../modules/auth/browser-session.router.js';
+import { metricsExportRouter } from '../modules/training/metrics-export.router.js';
 import { contextOf, type Context } from './context.js';
 import { DATABASE_RETRY_AFTER_SECONDS, ErrorCode } from '../errors.js';
 import { maskError, reportError } from '../graphql/errors.js';
@@ -104,6 +105,7 @@ async function serve(config: Config, logger: Logger, database: Database): Promis
   }));
   app.use(graphiqlRouter());
   app.use(appArchiveRouter((req) => contextOf(req, services)));
+  app.use(metricsExportRouter((req) => contextOf(req, services)));
   app.use(
     '/graphql',
     cors({ origin: config.corsOrigins.length > 0 ? config.corsOrigins : false }),

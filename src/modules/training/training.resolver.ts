@@ -9,23 +9,20 @@ import { authorizeApp } from '../apps/app.policy.js';
 import { FlowerApp } from '../apps/flower-app.model.js';
 import { TrainingConfig } from '../configs/training-config.model.js';
 import { Project } from '../projects/project.model.js';
-import { authorizeInProject, type Caller } from '../projects/project.policy.js';
+import { authorizeInProject } from '../projects/project.policy.js';
 import { User } from '../users/user.model.js';
 import { LogLineObject } from '../../graphql/log-line.js';
 import type { JobLogLine } from './job-log-line.model.js';
 import { latestMetricsFromJson, MetricPhase, RoundMetric, type MetricRecord, type MetricValues } from './round-metric.model.js';
 import { FederationKind, TrainingJob, TrainingJobStatus } from './training-job.model.js';
 import { StartTrainingInput, TrainingJobsArgs } from './training.inputs.js';
+import { authorizeJob } from './training.policy.js';
 import { jobLogStream, jobUpdateStream, roundMetricStream } from './training.streams.js';
 
 @ObjectType()
 export class TrainingJobConnection extends ConnectionType('TrainingJob', TrainingJob) {}
 
 const DEFAULT_LOG_LINES = 100;
-
-function authorizeJob(ctx: Caller & Context, id: string, action: 'read' | 'cancelTraining') {
-  return authorizeInProject(ctx, (key) => ctx.loaders.job.load(key), id, action, 'Training job');
-}
 
 @Resolver(() => TrainingJob)
 export class TrainingJobResolver {

@@ -20,6 +20,7 @@ interface Props {
 }
 
 const HEIGHT = 220;
+const ROUND_STEPS = [1, 2, 5, 10, 20, 25, 50, 100, 200, 500, 1000];
 
 /**
  * One metric across rounds, drawn by uPlot on a canvas: a few thousand points redraw in well
@@ -39,7 +40,8 @@ export function MetricChart({ name, series, data, syncKey }: Props) {
       width: element.clientWidth || 600,
       height: HEIGHT,
       scales: { x: { time: false } },
-      axes: [{ label: 'Round', size: 40 }, { size: 56 }],
+      // Rounds are whole numbers: ticks never fall between two.
+      axes: [{ label: 'Round', size: 40, incrs: ROUND_STEPS }, { size: 56 }],
       series: [
         { label: 'Round' },
         ...series.map(({ label, color, dash }) => ({ label, stroke: color, width: 2, dash, spanGaps: true, points: { size: 5 } })),

@@ -5,6 +5,7 @@ import { formatValue, PHASE_LABELS } from '../format';
 import { JobChangesDocument, type JobRowFragment, type TrainingJobStatus } from '../generated/graphql';
 
 export const FINISHED: readonly TrainingJobStatus[] = ['COMPLETED', 'FAILED', 'CANCELLED'];
+const TIME = new Intl.DateTimeFormat(undefined, { timeStyle: 'medium' });
 
 export function StatusBadge({ status }: { status: string }) {
   return <span className={`status status-${status.toLowerCase()}`}>{status.toLowerCase()}</span>;
@@ -71,7 +72,7 @@ export function LogView({ lines, label, empty }: { lines: ReadonlyArray<{ at: st
         following.current = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 24;
       }}
     >
-      {lines.map(({ at, line }) => `${at.slice(11, 19)}  ${line}`).join('\n')}
+      {lines.map(({ at, line }) => `${TIME.format(new Date(at))}  ${line}`).join('\n')}
     </pre>
   );
 }
