@@ -1,9 +1,10 @@
 /**
  * The one module test files import from. What it offers lives in files by role:
  * pollen-process.ts (a real Pollen, usePollen), graphql-client.ts (HTTP), graphql-ws.ts (WebSocket),
- * stories.ts (users and jobs), processes.ts (what runs on the machine), figures.ts (statistics)
- * and own-ferretdb.ts (a FerretDB a test can stop and restart).
+ * stories.ts (users and jobs), processes.ts (what runs on the machine), figures.ts (statistics),
+ * own-ferretdb.ts (a FerretDB a test can stop and restart) and browser.ts (a headless Chromium).
  */
+export { launchChromium, watchPage } from './browser.js';
 export { errorCode, GraphQLClient, sendFromAnotherProcess, type GraphQLResponse, type PreparedRequest, type SentRequest } from './graphql-client.js';
 export { connectWebSocket, type Collected, type WsConnection } from './graphql-ws.js';
 export { percentile, timed } from './figures.js';

@@ -1,7 +1,7 @@
 import type { Context } from '../../app/context.js';
-import { authorizeInProject, type Caller } from '../projects/project.policy.js';
+import { authorizeInProject, type ProjectAction } from '../projects/project.policy.js';
 
-/** A training job the caller may act on, by the rules of its project. */
-export function authorizeJob(ctx: Caller & Context, id: string, action: 'read' | 'cancelTraining') {
+/** A training job the caller may act on: reading it (and its checkpoints), cancelling it, forking it. */
+export function authorizeJob(ctx: Context, id: string, action: ProjectAction) {
   return authorizeInProject(ctx, (key) => ctx.loaders.job.load(key), id, action, 'Training job');
 }
