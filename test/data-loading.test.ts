@@ -1,7 +1,7 @@
 import mongoose from 'mongoose';
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import {
-  AddProjectMemberDocument, CancelTrainingDocument, CreateProjectDocument, CreateTrainingConfigDocument, ProjectsDocument, ProjectsOverviewDocument,
+  AddProjectMemberDocument, CancelTrainingDocument, CompareJobsDocument, CreateProjectDocument, CreateTrainingConfigDocument, ProjectsDocument, ProjectsOverviewDocument,
   StartTrainingDocument, TrainingJobDocument, TrainingJobUpdatedDocument, UploadAppDocument,
 } from './generated/graphql.js';
 import { flowerAppZip } from './support/fixtures.js';
@@ -129,6 +129,36 @@ describe('loading related records', () => {
     } finally {
       await socket.client.dispose();
     }
+  });
+
+  it('compares 10 jobs of 100 rounds in as many database commands as 1 job', async () => {
+    const jobIds = queue.slice(1, 11);
+    const direct = await new mongoose.mongo.MongoClient(inject('mongoUri')).connect();
+    try {
+      await direct.db('counted').collection('round_metrics').insertMany(jobIds.flatMap((jobId, j) =>
+        Array.from({ length: 100 }, (_, i) => i + 1).flatMap((round) => (['TRAIN', 'EVALUATE'] as const).map((phase) => ({
+          jobId: new mongoose.Types.ObjectId(jobId), round, phase, recordedAt: new Date(),
+          valuesJson: JSON.stringify({ loss: (j + 1) / round, accuracy: 1 - 1 / (round + 1), note: 'text is left out' }),
+        })))));
+    } finally {
+      await direct.close();
+    }
+    const commandsFor = async (ids: string[]) => {
+      counter.take();
+      const { trainingJobs } = await client.data(CompareJobsDocument, { ids, phase: 'EVALUATE' });
+      expect(trainingJobs.map((job) => job!.id)).toEqual(ids);
+      for (const [j, job] of trainingJobs.entries()) {
+        expect(job!.metricSeries.map((series) => series.name)).toEqual(['accuracy', 'loss']);
+        const loss = job!.metricSeries.find((series) => series.name === 'loss')!;
+        expect(loss.points).toHaveLength(100);
+        expect(loss.points[3]).toEqual({ round: 4, value: (jobIds.indexOf(job!.id) + 1) / 4 });
+        expect(j === 0 || job!.metricSeries[0]!.points[0]!.round === 1).toBe(true);
+      }
+      return counter.take();
+    };
+    const one = await commandsFor(jobIds.slice(0, 1));
+    const ten = await commandsFor(jobIds);
+    expect(ten).toEqual(one);
   });
 
   it('works out the latest metrics of jobs stored before they were kept on the job, when Pollen starts', async () => {

@@ -79,14 +79,16 @@ class LazyLoaders implements Loaders {
 /**
  * The GraphQL context of an HTTP request (for /graphql and the download routes alike): who its
  * Authorization header speaks for, checked against the sign-in's state. A bad, expired or ended
- * token is UNAUTHENTICATED with status 401.
+ * token is UNAUTHENTICATED with status 401. Where `signedLinks` allows it (downloads), a `link`
+ * query parameter signed for the request's path stands in for the header (a browser's plain link).
  */
-export async function contextOf(req: Request, services: Services): Promise<Context> {
+export async function contextOf(req: Request, services: Services, { signedLinks = false } = {}): Promise<Context> {
   const authorization = req.get('authorization');
+  const link = signedLinks && !authorization && typeof req.query.link === 'string' ? req.query.link : undefined;
   let viewer;
-  if (authorization) {
+  if (authorization || link) {
     try {
-      viewer = await services.auth.authenticate(authorization);
+      viewer = link ? await services.auth.authenticateLink(link, req.path) : await services.auth.authenticate(authorization!);
     } catch (error) {
       // Apollo answers a failed context itself, without the plugins that add ids and statuses.
       if (isDatabaseUnavailableError(error)) {

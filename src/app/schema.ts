@@ -8,6 +8,7 @@ import { AuthResolver } from '../modules/auth/auth.resolver.js';
 import { ProjectConfigsResolver, TrainingConfigResolver } from '../modules/configs/training-config.resolver.js';
 import { DeploymentResolver, NodeResolver, ProjectNodesResolver } from '../modules/nodes/node.resolver.js';
 import { ProjectMemberResolver, ProjectResolver } from '../modules/projects/project.resolver.js';
+import { CheckpointResolver } from '../modules/training/checkpoint.resolver.js';
 import { ProjectTrainingJobsResolver, RoundMetricResolver, TrainingJobResolver } from '../modules/training/training.resolver.js';
 import { UserResolver } from '../modules/users/user.resolver.js';
 
@@ -17,7 +18,7 @@ export function buildPollenSchema(pubSub: PubSub): Promise<GraphQLSchema> {
     resolvers: [
       AuthResolver, UserResolver, ProjectResolver, ProjectMemberResolver, AppResolver, ProjectAppsResolver, TrainingConfigResolver,
       ProjectConfigsResolver,
-      TrainingJobResolver, RoundMetricResolver, ProjectTrainingJobsResolver, NodeResolver, DeploymentResolver, ProjectNodesResolver,
+      TrainingJobResolver, RoundMetricResolver, ProjectTrainingJobsResolver, CheckpointResolver, NodeResolver, DeploymentResolver, ProjectNodesResolver,
     ],
     scalarsMap: [{ type: Date, scalar: DateTimeISOResolver }],
     // Services validate input themselves, to name each field in BAD_USER_INPUT errors.

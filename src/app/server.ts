@@ -14,6 +14,7 @@ import { graphiqlRouter } from '../graphiql/graphiql.router.js';
 import { appArchiveRouter } from '../modules/apps/app-archive.router.js';
 import { browserSessionRouter } from '../modules/auth/browser-session.router.js';
 import { metricsExportRouter } from '../modules/training/metrics-export.router.js';
+import { checkpointRouter } from '../modules/training/checkpoint.router.js';
 import { contextOf, type Context } from './context.js';
 import { DATABASE_RETRY_AFTER_SECONDS, ErrorCode } from '../errors.js';
 import { maskError, reportError } from '../graphql/errors.js';
@@ -106,6 +107,7 @@ async function serve(config: Config, logger: Logger, database: Database): Promis
   app.use(graphiqlRouter());
   app.use(appArchiveRouter((req) => contextOf(req, services)));
   app.use(metricsExportRouter((req) => contextOf(req, services)));
+  app.use(checkpointRouter((req) => contextOf(req, services, { signedLinks: true })));
   app.use(
     '/graphql',
     cors({ origin: config.corsOrigins.length > 0 ? config.corsOrigins : false }),

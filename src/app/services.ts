@@ -18,6 +18,7 @@ import { NodeModel } from '../modules/nodes/node.model.js';
 import { NodeService } from '../modules/nodes/node.service.js';
 import { ProjectModel } from '../modules/projects/project.model.js';
 import { ProjectService } from '../modules/projects/project.service.js';
+import { CheckpointModel } from '../modules/training/checkpoint.model.js';
 import { JobLogLineModel } from '../modules/training/job-log-line.model.js';
 import { RoundMetricModel } from '../modules/training/round-metric.model.js';
 import { FederationKind, TrainingJobModel } from '../modules/training/training-job.model.js';
@@ -64,5 +65,5 @@ export function createServices(config: Config, pubsub: PubSub, logger: Logger): 
 /** Every model whose indexes are created at start. */
 export const MODELS = [
   ClaimModel, UserModel, SessionModel, RefreshTokenModel, LoginFailureModel, LoginLockModel, ProjectModel, FlowerAppModel, TrainingConfigModel,
-  TrainingJobModel, RoundMetricModel, JobLogLineModel, NodeModel, DeploymentModel, DeploymentLogLineModel,
+  TrainingJobModel, RoundMetricModel, JobLogLineModel, CheckpointModel, NodeModel, DeploymentModel, DeploymentLogLineModel,
 ];

@@ -10,8 +10,9 @@ import type { AppService } from '../modules/apps/app.service.js';
 import type { RunOutcome } from '../modules/training/job.lifecycle.js';
 import type { MetricPhase, MetricValues } from '../modules/training/round-metric.model.js';
 import { FederationKind, TrainingJobStatus, type TrainingJob } from '../modules/training/training-job.model.js';
+import { StopRuleTracker } from '../modules/training/stop-rule.js';
 import { LOG_LINES_KEPT, type TrainingService } from '../modules/training/training.service.js';
-import { EventChannel, type ShimEvent } from './event-channel.js';
+import { EventChannel, type ShimEvent, type ShimQuestion } from './event-channel.js';
 import type { Federation, RunSetup } from './federations/federation.js';
 import { startLocalFederation } from './federations/local-federation.js';
 import { useRemoteFederation, type ProjectSuperLinks } from './federations/remote-federation.js';
@@ -81,12 +82,15 @@ class FlowerRun implements JobExecution {
   private readonly halt = new AbortController();
   /** Aborted at teardown: a `flwr` command still running (a status poll) does not outlive the run. */
   private readonly cli = new AbortController();
-  /** Metrics are stored and published one after another, in the order the shim sent them. */
+  /** Metrics and checkpoints are stored one after another, in the order the shim sent them. */
   private recording: Promise<void> = Promise.resolve();
+  /** The job's stop rule, judged round by round. */
+  private readonly stopRule?: StopRuleTracker;
 
   private constructor(private readonly job: TrainingJob, private readonly deps: Deps) {
     this.outcome = new Promise((resolve) => (this.settle = resolve));
     this.output = new RunOutput((lines) => deps.training.appendLogs(this.id, lines), LOG_LINES_KEPT, deps.logger);
+    if (job.stopRule) this.stopRule = new StopRuleTracker(job.stopRule, (job.parentRound ?? 0) + 1);
   }
 
   static async start(job: TrainingJob, deps: Deps): Promise<FlowerRun> {
@@ -108,15 +112,27 @@ class FlowerRun implements JobExecution {
     return path.join(this.deps.settings.dataDir, 'jobs', this.id);
   }
 
+  /** Where the shim writes each round's model until it is stored (and a fork's starting model); removed when the run ends. */
+  private get checkpointsDir(): string {
+    return path.join(this.dir, 'checkpoints');
+  }
+
   private async launch(): Promise<void> {
     await rm(this.dir, { recursive: true, force: true });
     await mkdir(path.join(this.dir, 'flwr-home'), { recursive: true, mode: 0o700 });
-    this.channel = await EventChannel.open((event) => this.onShimEvent(event));
+    await mkdir(this.checkpointsDir, { mode: 0o700 });
+    this.channel = await EventChannel.open((event) => this.onShimEvent(event), (question) => this.onShimQuestion(question));
     const appDir = path.join(this.dir, 'app');
     const serverapp = await this.prepareApp(appDir);
     const setup: RunSetup = {
       job: this.job, dir: this.dir, appDir,
       shim: { target: serverapp, address: this.channel.address, token: this.channel.token },
+      shimRun: {
+        checkpoints_dir: this.checkpointsDir,
+        round_offset: this.job.parentRound ?? 0,
+        initial_arrays: await this.prepareInitialModel(),
+        ask_before_round: this.stopRule !== undefined,
+      },
       onProcessDied: (label, command, code, signal) => this.onProcessDied(label, command, code, signal),
       cannotGoOn: (reason) => {
         if (!this.stopping && !this.settled) void this.failWhileRunning(`${reason} at round ${this.round}.`);
@@ -148,6 +164,16 @@ class FlowerRun implements JobExecution {
     const pyproject = path.join(appDir, 'pyproject.toml');
     await writeFile(pyproject, pointServerAppAtShim(await readFile(pyproject, 'utf8')));
     return app.components.serverapp;
+  }
+
+  /** A fork starts from its parent's checkpoint, copied next to the run; null for a job that starts from the app's own model. */
+  private async prepareInitialModel(): Promise<string | null> {
+    if (!this.job.initialCheckpointId) return null;
+    const file = path.join(this.checkpointsDir, 'initial.npz');
+    if (!await this.deps.training.writeInitialModel(this.job, file)) {
+      throw new Error(`The checkpoint of round ${this.job.parentRound} this fork starts from is no longer kept.`);
+    }
+    return file;
   }
 
   private onProcessDied(label: string, command: string, code: number | null, signal: NodeJS.Signals | null): void {
@@ -207,12 +233,19 @@ class FlowerRun implements JobExecution {
         break;
       case 'round':
         this.lastProgressAt = Date.now();
+        this.judgeRoundsBefore(event.round);
         break;
       case 'metric':
         this.lastProgressAt = Date.now();
         this.waitingForNodesSince = undefined;
+        if (this.judgeRoundsBefore(event.round)) break;
         this.round = Math.max(this.round, event.round);
+        this.stopRule?.add(event.round, event.phase as MetricPhase, jsonValues(event.values));
         this.recordMetric(event.round, event.phase as MetricPhase, jsonValues(event.values), at);
+        break;
+      case 'checkpoint':
+        if (this.judgeRoundsBefore(event.round)) break;
+        this.recordCheckpoint(event.round, event.file);
         break;
       case 'replies':
         // Built-in strategies skip the replies of ClientApps that failed, so a run whose clients all
@@ -244,6 +277,52 @@ class FlowerRun implements JobExecution {
           'database unavailable: will store the round metric once it is back'),
       }))
       .catch((error) => this.deps.logger.error({ err: error }, 'could not record a metric'));
+  }
+
+  /**
+   * A round's model, stored once the metrics sent before it are. Only the file the shim was told
+   * to write is taken: the app's own code runs beside the shim and could announce any path.
+   */
+  private recordCheckpoint(round: number, file: string): void {
+    if (file !== path.join(this.checkpointsDir, `round-${round}.npz`)) {
+      this.output.add(`[pollen] ignored a checkpoint of round ${round} announced at ${file}`, new Date());
+      return;
+    }
+    const record = () => this.deps.training.recordCheckpoint(this.job, round, file);
+    this.recording = this.recording
+      .then(() => retryWhileDatabaseUnavailable(record, {
+        signal: this.halt.signal,
+        onUnavailable: (error) => this.deps.logger.warn({ err: error, round },
+          'database unavailable: will store the checkpoint once it is back'),
+      }))
+      .catch((error) => {
+        this.output.add(`[pollen] could not keep the model of round ${round}: ${(error as Error).message}`, new Date());
+        this.deps.logger.error({ err: error, round }, 'could not record a checkpoint');
+      });
+  }
+
+  /**
+   * The shim asks before each round whether to go on: not once the stop rule fired. It asks after
+   * sending everything of the rounds before, so they are all judged.
+   */
+  private onShimQuestion(question: ShimQuestion): object {
+    const verdict = this.stopRule?.closeThrough(question.round);
+    return verdict ? { continue: false, reason: verdict.reason } : { continue: true };
+  }
+
+  /**
+   * Judges the rounds before `round` under the stop rule, as an event of `round` arrived; true when
+   * the rule fired before it, so the event is past the run's end and dropped. A run whose loop the
+   * shim does not ask from (an app driving its own) is stopped in Flower here.
+   */
+  private judgeRoundsBefore(round: number): boolean {
+    const verdict = this.stopRule?.closeThrough(round - 1);
+    if (!verdict || round <= verdict.round) return false;
+    if (!this.stopping && !this.settled) {
+      this.stopping = true;
+      void this.stopInFlower().then(() => this.output.flush()).then(() => this.finish(TrainingJobStatus.COMPLETED, null));
+    }
+    return true;
   }
 
   private onServerAppLine(line: string, at: Date): void {
@@ -292,6 +371,7 @@ class FlowerRun implements JobExecution {
     await this.stopInFlower();
     await this.teardown();
     await this.recording;
+    await rm(this.checkpointsDir, { recursive: true, force: true });
     await this.output.flushAll(this.halt.signal);
   }
 
@@ -304,11 +384,22 @@ class FlowerRun implements JobExecution {
   private finish(status: RunOutcome['status'], reason: string | null): void {
     if (this.settled) return;
     this.settled = true;
-    // No process outlives the run, and every metric and log line is stored (waiting out a database
-    // outage if need be) before the job is reported finished.
-    void this.teardown().finally(() => this.recording).then(() => this.output.flushAll(this.halt.signal))
+    ({ status, reason } = this.withStopRule(status, reason));
+    // No process outlives the run, and every metric, checkpoint and log line is stored (waiting out
+    // a database outage if need be) before the job is reported finished.
+    void this.teardown().finally(() => this.recording)
+      .then(() => rm(this.checkpointsDir, { recursive: true, force: true }))
+      .then(() => this.output.flushAll(this.halt.signal))
       .then(() => (status === TrainingJobStatus.FAILED ? this.federation?.explainFailure(reason) ?? reason : reason), () => reason)
       .then((final) => this.settle({ status, reason: final }));
+  }
+
+  /** A completed run as its stop rule sees it: stopped early (why), or failed for a metric it never reports. */
+  private withStopRule(status: RunOutcome['status'], reason: string | null): { status: RunOutcome['status']; reason: string | null } {
+    const verdict = status === TrainingJobStatus.COMPLETED ? this.stopRule?.closeThrough(Infinity) : undefined;
+    if (!verdict) return { status, reason };
+    if ('fail' in verdict) return { status: TrainingJobStatus.FAILED, reason: verdict.reason };
+    return { status, reason: verdict.round < this.job.totalRounds ? verdict.reason : null };
   }
 
   private async teardown(): Promise<void> {

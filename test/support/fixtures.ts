@@ -46,8 +46,8 @@ ${fixture.config ?? 'num-server-rounds = 3\nlearning-rate = 0.1\nlocal-epochs = 
   return zip.generateAsync({ type: 'nodebuffer', compression: 'DEFLATE' });
 }
 
-/** Zips a folder of an app as a person would (caches and build output left out). */
-export async function zipDirectory(dir: string): Promise<Buffer> {
+/** Zips a folder of an app as a person would (caches and build output left out), with `extraFiles` added. */
+export async function zipDirectory(dir: string, extraFiles: Record<string, string> = {}): Promise<Buffer> {
   const zip = new JSZip();
   const walk = (relative: string) => {
     for (const entry of readdirSync(path.join(dir, relative), { withFileTypes: true })) {
@@ -58,5 +58,6 @@ export async function zipDirectory(dir: string): Promise<Buffer> {
     }
   };
   walk('');
+  for (const [name, content] of Object.entries(extraFiles)) zip.file(name, content);
   return zip.generateAsync({ type: 'nodebuffer', compression: 'DEFLATE' });
 }

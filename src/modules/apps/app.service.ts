@@ -2,7 +2,8 @@ import { availableParallelism } from 'node:os';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { FileUpload } from 'graphql-upload-ts';
-import mongoose, { Types } from 'mongoose';
+import { Types } from 'mongoose';
+import { deleteStoredFile, fileBucket } from '../../db/files.js';
 import { conflict, isDuplicateKeyError } from '../../errors.js';
 import { findPages, type Page, type PageRequest } from '../../db/paging.js';
 import type { TrainingService } from '../training/training.service.js';
@@ -138,17 +139,12 @@ export class AppService {
     return stream.id as Types.ObjectId;
   }
 
-  private async deleteArchive(fileId: Types.ObjectId): Promise<void> {
-    try {
-      await this.bucket().delete(fileId);
-    } catch (error) {
-      // Already gone (an earlier, interrupted delete): nothing left to do.
-      if (!/not found/i.test(String((error as Error).message))) throw error;
-    }
+  private deleteArchive(fileId: Types.ObjectId): Promise<void> {
+    return deleteStoredFile(this.bucket(), fileId);
   }
 
   private bucket() {
-    return new mongoose.mongo.GridFSBucket(mongoose.connection.db!, { bucketName: BUCKET_NAME });
+    return fileBucket(BUCKET_NAME);
   }
 }
 

@@ -40,7 +40,20 @@ export class AuthService {
    * by id, together with the other requests of the same moment). Throws UNAUTHENTICATED otherwise.
    */
   async authenticate(authorization: string): Promise<Viewer> {
-    const viewer = this.tokens.verifyAccessToken(authorization);
+    return this.checkSession(this.tokens.verifyAccessToken(authorization));
+  }
+
+  /** Who a signed link for `path` speaks for, as long as the sign-in that made it lasts. */
+  async authenticateLink(token: string, path: string): Promise<Viewer> {
+    return this.checkSession(this.tokens.verifyLink(token, path));
+  }
+
+  /** A signed link's token for `path` (see TokenService.signLink). */
+  signLink(viewer: Viewer, path: string): string {
+    return this.tokens.signLink(viewer, path);
+  }
+
+  private async checkSession(viewer: Viewer): Promise<Viewer> {
     const session = await readById<Session>(SessionModel, viewer.sessionId);
     if (!session || session.endedAt || session.userId.toHexString() !== viewer.userId) throw unauthenticated(SIGN_IN_ENDED);
     return viewer;

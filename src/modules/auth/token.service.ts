@@ -14,6 +14,9 @@ export interface Viewer {
 export interface SignedAccessToken { token: string; expiresAt: Date }
 
 const ALGORITHM = 'HS256';
+/** The `purpose` claim of a signed link: it opens one path, and is never an access token. */
+const LINK_PURPOSE = 'link';
+const LINK_TTL_SECONDS = 300;
 
 export class TokenService {
   /**
@@ -40,6 +43,27 @@ export class TokenService {
     return { token, expiresAt: new Date(exp * 1000) };
   }
 
+  /** A token that lets a plain GET of `path` (a download) act as the viewer for a few minutes, with no header. */
+  signLink(viewer: Viewer, path: string): string {
+    return jwt.sign({ sid: viewer.sessionId, purpose: LINK_PURPOSE, path }, this.key, {
+      algorithm: ALGORITHM, subject: viewer.userId, expiresIn: Math.min(LINK_TTL_SECONDS, viewer.expiresAt - Math.floor(Date.now() / 1000)),
+    });
+  }
+
+  /** The viewer of a signed link for `path`; UNAUTHENTICATED when it is for another path, expired or forged. */
+  verifyLink(token: string, path: string): Viewer {
+    try {
+      const claims = jwt.verify(token, this.key, { algorithms: [ALGORITHM] });
+      if (typeof claims === 'string' || claims.purpose !== LINK_PURPOSE || claims.path !== path || !claims.sub ||
+        typeof claims.exp !== 'number' || typeof claims.sid !== 'string') {
+        throw new Error('not a link for this path');
+      }
+      return { userId: claims.sub, sessionId: claims.sid, expiresAt: claims.exp };
+    } catch {
+      throw unauthenticated('This link is invalid or has expired: ask for a new one.');
+    }
+  }
+
   /**
    * Accepts "Bearer <jwt>" or a bare token; throws UNAUTHENTICATED for anything else. Only the
    * signature and expiry: whether its sign-in still lasts is AuthService.authenticate's to say.
@@ -48,8 +72,9 @@ export class TokenService {
     const token = authorization.replace(/^Bearer\s+/i, '').trim();
     try {
       const claims = jwt.verify(token, this.key, { algorithms: [ALGORITHM] });
-      if (typeof claims === 'string' || !claims.sub || typeof claims.exp !== 'number' || typeof claims.sid !== 'string') {
-        throw new Error('missing claims');
+      if (typeof claims === 'string' || !claims.sub || typeof claims.exp !== 'number' || typeof claims.sid !== 'string' ||
+        claims.purpose !== undefined) {
+        throw new Error('missing claims, or a signed link');
       }
       return { userId: claims.sub, sessionId: claims.sid, expiresAt: claims.exp };
     } catch (error) {

@@ -49,6 +49,8 @@ export class JobLifecycle {
     private readonly pubsub: PubSub,
     /** Why a queued job cannot start yet (REMOTE jobs wait for their nodes), or null. */
     private readonly waitReason: (job: TrainingJob) => Promise<string | null>,
+    /** What else changes when a job ends (the checkpoints it and its parent keep); never throws. */
+    private readonly ended: (job: TrainingJob) => Promise<void>,
     private readonly logger: Logger,
   ) {}
 
@@ -140,8 +142,10 @@ export class JobLifecycle {
     return readById<TrainingJob>(TrainingJobModel, jobId);
   }
 
-  private end(jobId: string, status: TrainingJobStatus, reason: string | null): Promise<TrainingJob> {
-    return this.transition(jobId, status, { statusReason: reason, finishedAt: new Date(), lease: null });
+  private async end(jobId: string, status: TrainingJobStatus, reason: string | null): Promise<TrainingJob> {
+    const job = await this.transition(jobId, status, { statusReason: reason, finishedAt: new Date(), lease: null });
+    if (job.status === status) await this.ended(job);
+    return job;
   }
 
   /**

@@ -1,7 +1,8 @@
 import { getModelForClass, index, modelOptions, prop } from '@typegoose/typegoose';
 import { Types } from 'mongoose';
-import { Field, Int, ObjectType, registerEnumType } from 'type-graphql';
+import { Field, Float, Int, ObjectType, registerEnumType } from 'type-graphql';
 import { ProjectRecord } from '../projects/project-record.model.js';
+import { StopRule } from './stop-rule.js';
 
 export enum TrainingJobStatus {
   QUEUED = 'QUEUED',
@@ -41,6 +42,7 @@ export class Lease {
 @modelOptions({ schemaOptions: { collection: 'training_jobs', timestamps: true } })
 @index({ status: 1, createdAt: -1 })
 @index({ projectId: 1, createdAt: -1 })
+@index({ parentId: 1, createdAt: 1 })
 export class TrainingJob extends ProjectRecord {
   @prop({ required: true, type: () => Types.ObjectId })
   appId!: Types.ObjectId;
@@ -82,6 +84,31 @@ export class TrainingJob extends ProjectRecord {
   /** JSON text of the run-config overrides passed to Flower (keys may contain dots). */
   @prop({ required: true })
   runConfigJson!: string;
+
+  /** Stops the run early; null without a rule. */
+  @Field(() => StopRule, { nullable: true })
+  @prop({ type: () => StopRule, _id: false, default: null })
+  stopRule!: StopRule | null;
+
+  /** How many of the latest rounds' checkpoints are kept, besides BEST and FINAL. */
+  @prop({ required: true, default: 3 })
+  keepCheckpoints!: number;
+
+  @Field(() => Float, { description: "Bytes the job's kept checkpoints take." })
+  @prop({ required: true, default: 0 })
+  checkpointsSizeBytes!: number;
+
+  /** The job this one was forked from, and the round of its checkpoint it started from. */
+  @prop({ type: () => Types.ObjectId, default: null })
+  parentId!: Types.ObjectId | null;
+
+  @Field(() => Int, { nullable: true, description: "The parent's round whose model this job started from." })
+  @prop({ type: () => Number, default: null })
+  parentRound!: number | null;
+
+  /** The parent's checkpoint a fork starts from; kept as long as the fork has not finished. */
+  @prop({ type: () => Types.ObjectId, default: null })
+  initialCheckpointId!: Types.ObjectId | null;
 
   @Field(() => String, { nullable: true, description: "Flower's id for the run, once submitted." })
   @prop({ type: () => String, default: null })

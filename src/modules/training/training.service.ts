@@ -1,29 +1,51 @@
+import type { Readable } from 'node:stream';
 import { Types } from 'mongoose';
 import { readById } from '../../db/loaders.js';
 import { LogLineStore } from '../../db/log-lines.js';
 import { findPages, type Page, type PageRequest } from '../../db/paging.js';
-import { badUserInput, isDuplicateKeyError, notFound } from '../../errors.js';
+import { badUserInput, conflict, isDuplicateKeyError, notFound } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { PubSub } from '../../pubsub/pubsub.js';
 import type { FlowerApp } from '../apps/flower-app.model.js';
 import type { TrainingConfig } from '../configs/training-config.model.js';
 import type { NodeService } from '../nodes/node.service.js';
+import { CheckpointReason, type Checkpoint } from './checkpoint.model.js';
+import { CheckpointService } from './checkpoint.service.js';
+import type { MetricSeries } from './metric-series.model.js';
 import { JobLifecycle } from './job.lifecycle.js';
 import { JobLogLineModel, type JobLogLine } from './job-log-line.model.js';
 import {
-  latestMetricsFromJson, latestMetricsToJson, latestOfEachPhase, RoundMetricModel, type MetricPhase, type MetricValues, type RoundMetric,
+  latestMetricsFromJson, latestMetricsToJson, latestOfEachPhase, MetricPhase, RoundMetricModel, type MetricValues, type RoundMetric,
 } from './round-metric.model.js';
 import { runConfigFor } from './run-config.js';
-import { FederationKind, TrainingJobModel, TrainingJobStatus, UNFINISHED_STATUSES, type TrainingJob } from './training-job.model.js';
+import { bestRound, checkedStopRule, type StopRuleInput } from './stop-rule.js';
+import {
+  FederationKind, isFinished, TrainingJobModel, TrainingJobStatus, UNFINISHED_STATUSES, type TrainingJob,
+} from './training-job.model.js';
 import { jobEvents, runnerWakeUps } from './training.events.js';
 
 export const LOG_LINES_KEPT = 5_000;
 
 export interface TrainingLimits { maxLocalSupernodes: number; maxConcurrentJobs: number }
 
+/** How a job runs, besides its app and config. */
+export interface RunOptions {
+  federation: FederationKind;
+  stopWhen?: StopRuleInput | null;
+  keepCheckpoints?: number | null;
+}
+
+/** A checkpoint with why its job keeps it. */
+export type KeptCheckpoint = Checkpoint & { reasons: CheckpointReason[] };
+
+
+const DEFAULT_KEPT_CHECKPOINTS = 3;
+const MAX_KEPT_CHECKPOINTS = 100;
+
 export class TrainingService {
   /** A job's states and transitions: the only code that writes a job's status. */
   readonly lifecycle: JobLifecycle;
+  private readonly checkpoints = new CheckpointService();
   private readonly logLines = new LogLineStore<'jobId', JobLogLine>(JobLogLineModel, 'jobId', { kept: LOG_LINES_KEPT, trimEvery: 500 });
 
   constructor(
@@ -32,14 +54,46 @@ export class TrainingService {
     private readonly limits: TrainingLimits,
     logger: Logger,
   ) {
-    this.lifecycle = new JobLifecycle(pubsub, (job) => this.remoteWaitReason(job), logger.child({ component: 'job-lifecycle' }));
+    const lifecycleLogger = logger.child({ component: 'job-lifecycle' });
+    this.lifecycle = new JobLifecycle(pubsub, (job) => this.remoteWaitReason(job),
+      (job) => this.settleCheckpoints(job).catch((error) => lifecycleLogger.warn({ err: error, jobId: job._id }, 'could not settle checkpoints')),
+      lifecycleLogger);
   }
 
   /** Checks the config against the app, then queues the job; a runner picks it up. */
-  async start(app: FlowerApp, config: TrainingConfig, creatorId: string, federation: FederationKind): Promise<TrainingJob> {
+  start(app: FlowerApp, config: TrainingConfig, creatorId: string, options: RunOptions): Promise<TrainingJob> {
+    return this.queue(app, config, creatorId, options, {});
+  }
+
+  /**
+   * Queues a job of the parent's app that starts from the parent's model after `fromRound` (a kept
+   * checkpoint) and numbers its rounds on from there.
+   */
+  async fork(parent: TrainingJob, fromRound: number, app: FlowerApp | null, config: TrainingConfig, creatorId: string,
+    options: RunOptions): Promise<TrainingJob> {
+    if (!app || app.deletedAt) throw conflict("The parent's app was deleted: a fork runs the same app.");
+    if (!parent.projectId.equals(config.projectId)) {
+      throw badUserInput([{ field: 'configId', message: 'belongs to another project than the job' }]);
+    }
+    const checkpoint = Number.isInteger(fromRound) ? await this.checkpoints.get(parent._id, fromRound) : null;
+    if (!checkpoint) {
+      const kept = (await this.checkpoints.list(parent._id)).map((c) => c.round);
+      throw badUserInput([{
+        field: 'fromRound',
+        message: `the job keeps no checkpoint of round ${fromRound} (kept: ${kept.length > 0 ? kept.join(', ') : 'none'})`,
+      }]);
+    }
+    return this.queue(app, config, creatorId, options, {
+      parentId: parent._id, parentRound: fromRound, initialCheckpointId: checkpoint._id, totalRounds: fromRound + config.rounds,
+    });
+  }
+
+  private async queue(app: FlowerApp, config: TrainingConfig, creatorId: string, options: RunOptions,
+    fork: Partial<Pick<TrainingJob, 'parentId' | 'parentRound' | 'initialCheckpointId' | 'totalRounds'>>): Promise<TrainingJob> {
     if (!app.projectId.equals(config.projectId)) {
       throw badUserInput([{ field: 'configId', message: 'belongs to another project than the app' }]);
     }
+    const { federation } = options;
     if (federation === FederationKind.REMOTE) {
       const registered = await this.nodes.countRegistered(app.projectId);
       if (registered < config.clients) {
@@ -56,6 +110,11 @@ export class TrainingService {
           'start on this host (MAX_LOCAL_SUPERNODES)',
       }]);
     }
+    const stopRule = checkedStopRule(options.stopWhen);
+    const keepCheckpoints = options.keepCheckpoints ?? DEFAULT_KEPT_CHECKPOINTS;
+    if (!Number.isInteger(keepCheckpoints) || keepCheckpoints < 1 || keepCheckpoints > MAX_KEPT_CHECKPOINTS) {
+      throw badUserInput([{ field: 'keepCheckpoints', message: `must be a whole number from 1 to ${MAX_KEPT_CHECKPOINTS}` }]);
+    }
     const check = runConfigFor(JSON.parse(app.runConfigDefaultsJson), config);
     if (!check.ok) {
       const declared = check.declared.length > 0 ? check.declared.join(', ') : 'none';
@@ -65,11 +124,118 @@ export class TrainingService {
     const job = (await TrainingJobModel.create({
       projectId: app.projectId, appId: app._id, configId: config._id, createdById: new Types.ObjectId(creatorId),
       status: TrainingJobStatus.QUEUED, federation, clients: config.clients, totalRounds: config.rounds,
-      runConfigJson: JSON.stringify(check.overrides),
+      runConfigJson: JSON.stringify(check.overrides), stopRule, keepCheckpoints, ...fork,
     })).toObject();
     this.publishUpdate(job);
     this.pubsub.publish(runnerWakeUps, {});
     return job;
+  }
+
+  /**
+   * Stores the model a run saved after `round`, then deletes the checkpoints the job keeps no more
+   * (see retainCheckpoints). Safe to repeat, like recordMetric.
+   */
+  async recordCheckpoint(job: TrainingJob, round: number, file: string): Promise<void> {
+    await this.checkpoints.store(job, round, file);
+    await this.retainCheckpoints(job);
+  }
+
+  /**
+   * Keeps a job's latest `keepCheckpoints` checkpoints, the BEST under its stop rule, and those a
+   * fork that has not finished starts from; deletes the rest, and keeps the job's size up to date.
+   * The best can only be a latest one or one kept already: a round that was neither never becomes it.
+   */
+  async retainCheckpoints(job: TrainingJob): Promise<void> {
+    const kept = await this.checkpoints.list(job._id);
+    const latest = new Set(kept.slice(-job.keepCheckpoints).map((c) => c.round));
+    const best = job.stopRule ? bestRound(job.stopRule, await this.ruleValues(job, kept.map((c) => c.round))) : undefined;
+    const forks = await TrainingJobModel.find({ parentId: job._id, status: { $in: UNFINISHED_STATUSES } }, { initialCheckpointId: 1 })
+      .lean<TrainingJob[]>().exec();
+    const pinned = new Set(forks.map((fork) => fork.initialCheckpointId?.toHexString()));
+    const gone = kept.filter((c) => !latest.has(c.round) && c.round !== best && !pinned.has(c._id.toHexString()));
+    await this.checkpoints.delete(gone);
+    const checkpointsSizeBytes = kept.filter((c) => !gone.includes(c)).reduce((sum, c) => sum + c.sizeBytes, 0);
+    const changed = await TrainingJobModel.findOneAndUpdate({ _id: job._id, checkpointsSizeBytes: { $ne: checkpointsSizeBytes } },
+      { $set: { checkpointsSizeBytes } }, { returnDocument: 'after' }).lean<TrainingJob>().exec();
+    if (changed) this.publishUpdate(changed);
+  }
+
+  /**
+   * When a job ends: its checkpoints are judged once more with all its metrics in, and its parent's
+   * checkpoint that it started from is no longer pinned by it.
+   */
+  private async settleCheckpoints(job: TrainingJob): Promise<void> {
+    await this.retainCheckpoints(job);
+    const parent = job.parentId ? await TrainingJobModel.findById(job.parentId).lean<TrainingJob>().exec() : null;
+    if (parent) await this.retainCheckpoints(parent);
+  }
+
+  /** Each job's kept checkpoints (ascending rounds), with why it keeps each, by job id. */
+  async checkpointsOf(jobs: readonly TrainingJob[]): Promise<Map<string, KeptCheckpoint[]>> {
+    const byJob = await this.checkpoints.listForJobs(jobs.map((job) => job._id));
+    const bestByJob = await this.bestRounds(jobs.filter((job) => job.stopRule));
+    return new Map(jobs.map((job) => {
+      const id = job._id.toHexString();
+      const kept = byJob.get(id) ?? [];
+      const latest = new Set(kept.slice(-job.keepCheckpoints).map((c) => c.round));
+      const final = isFinished(job.status) ? kept.at(-1)?.round : undefined;
+      return [id, kept.map((checkpoint) => ({
+        ...checkpoint,
+        reasons: [
+          ...latest.has(checkpoint.round) ? [CheckpointReason.LATEST] : [],
+          ...bestByJob.get(id) === checkpoint.round ? [CheckpointReason.BEST] : [],
+          ...final === checkpoint.round ? [CheckpointReason.FINAL] : [],
+        ],
+      }))];
+    }));
+  }
+
+  /** The checkpoint a fork starts from, written to `file`; false when it is gone. */
+  async writeInitialModel(job: TrainingJob, file: string): Promise<boolean> {
+    const checkpoint = job.initialCheckpointId ? await this.checkpoints.getById(job.initialCheckpointId) : null;
+    if (!checkpoint) return false;
+    await this.checkpoints.writeTo(checkpoint, file);
+    return true;
+  }
+
+  /** A kept checkpoint of a job. */
+  checkpoint(jobId: Types.ObjectId, round: number): Promise<Checkpoint | null> {
+    return this.checkpoints.get(jobId, round);
+  }
+
+  /** The stored .npz of a checkpoint, or a range of its bytes (`end` exclusive). */
+  openCheckpoint(checkpoint: Checkpoint, range?: { start: number; end: number }): Readable {
+    return this.checkpoints.open(checkpoint, range);
+  }
+
+  /** Each job's numeric metrics as series (phase, name) of points by round, by job id. */
+  async metricSeries(jobIds: readonly Types.ObjectId[], phase?: MetricPhase | null, names?: readonly string[] | null): Promise<Map<string, MetricSeries[]>> {
+    const filter: Record<string, unknown> = { jobId: { $in: jobIds } };
+    if (phase) filter.phase = phase;
+    const metrics = await RoundMetricModel.find(filter).sort({ round: 1 }).lean<RoundMetric[]>().exec();
+    const wanted = names ? new Set(names) : undefined;
+    const series = new Map<string, Map<string, MetricSeries>>(jobIds.map((id) => [id.toHexString(), new Map()]));
+    for (const metric of metrics) {
+      const byKey = series.get(metric.jobId.toHexString())!;
+      for (const [name, value] of Object.entries(JSON.parse(metric.valuesJson) as MetricValues)) {
+        if (typeof value !== 'number' || (wanted && !wanted.has(name))) continue;
+        const key = `${metric.phase} ${name}`;
+        let one = byKey.get(key);
+        if (!one) byKey.set(key, (one = { phase: metric.phase, name, points: [] }));
+        one.points.push({ round: metric.round, value });
+      }
+    }
+    const phaseOrder = Object.values(MetricPhase);
+    const inOrder = (a: MetricSeries, b: MetricSeries) => phaseOrder.indexOf(a.phase) - phaseOrder.indexOf(b.phase) || (a.name < b.name ? -1 : 1);
+    return new Map([...series].map(([id, byKey]) => [id, [...byKey.values()].sort(inOrder)]));
+  }
+
+  /** Each job's forks, oldest first, by parent id. */
+  async forksOf(jobIds: readonly Types.ObjectId[]): Promise<Map<string, TrainingJob[]>> {
+    const forks = await TrainingJobModel.find({ parentId: { $in: jobIds } }).sort({ createdAt: 1, _id: 1 }).lean<TrainingJob[]>().exec();
+    const byParent = new Map<string, TrainingJob[]>(jobIds.map((id) => [id.toHexString(), []]));
+    for (const fork of forks) byParent.get(fork.parentId!.toHexString())?.push(fork);
+    return byParent;
   }
 
   /** Flower's id for the job's run, once Flower accepted it. */
@@ -180,9 +346,41 @@ export class TrainingService {
   async deleteAllInProject(projectId: Types.ObjectId): Promise<void> {
     const jobs = await TrainingJobModel.find({ projectId }, { _id: 1 }).lean<TrainingJob[]>().exec();
     const jobIds = jobs.map((job) => job._id);
+    await this.checkpoints.deleteAllForJobs(jobIds);
     await RoundMetricModel.deleteMany({ jobId: { $in: jobIds } }).exec();
     await this.logLines.deleteAll(jobIds);
     await TrainingJobModel.deleteMany({ projectId }).exec();
+  }
+
+  /** The value of each job's stop-rule metric, by round, restricted to `rounds` when given. */
+  private async ruleValues(job: TrainingJob, rounds?: readonly number[]): Promise<Map<number, number>> {
+    return (await this.ruleValuesOf([job], rounds)).get(job._id.toHexString()) ?? new Map();
+  }
+
+  /** The best round of each job under its stop rule, by job id. */
+  private async bestRounds(jobs: readonly TrainingJob[]): Promise<Map<string, number | undefined>> {
+    const values = await this.ruleValuesOf(jobs);
+    return new Map(jobs.map((job) => [job._id.toHexString(), bestRound(job.stopRule!, values.get(job._id.toHexString()) ?? new Map())]));
+  }
+
+  private async ruleValuesOf(jobs: readonly TrainingJob[], rounds?: readonly number[]): Promise<Map<string, Map<number, number>>> {
+    const withRules = jobs.filter((job) => job.stopRule);
+    if (withRules.length === 0) return new Map();
+    const filter: Record<string, unknown> = { jobId: { $in: withRules.map((job) => job._id) } };
+    if (rounds) filter.round = { $in: rounds };
+    const metrics = await RoundMetricModel.find(filter).lean<RoundMetric[]>().exec();
+    const rules = new Map(withRules.map((job) => [job._id.toHexString(), job.stopRule!]));
+    const values = new Map<string, Map<number, number>>();
+    for (const metric of metrics) {
+      const rule = rules.get(metric.jobId.toHexString())!;
+      if (metric.phase !== rule.phase) continue;
+      const value = (JSON.parse(metric.valuesJson) as MetricValues)[rule.metric];
+      if (typeof value !== 'number') continue;
+      let byRound = values.get(metric.jobId.toHexString());
+      if (!byRound) values.set(metric.jobId.toHexString(), (byRound = new Map()));
+      byRound.set(metric.round, value);
+    }
+    return values;
   }
 
   /** Writes a change of a job that is not its status (only the lifecycle writes that) and tells its subscribers. */

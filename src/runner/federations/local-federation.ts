@@ -5,7 +5,7 @@ import { FlowerControl } from '../flower-control.js';
 import { flowerEnv } from '../flower-env.js';
 import { freePort } from '../free-port.js';
 import { GuardedProcess } from '../guarded-process.js';
-import type { Federation, RunSetup } from './federation.js';
+import { writeShimConfig, type Federation, type RunSetup } from './federation.js';
 
 const FEDERATION_NAME = 'local';
 /** flower-supernode, polling its SuperLink on loopback faster than Flower's fixed 3 s (see the script). */
@@ -16,7 +16,7 @@ const READY_TIMEOUT_MS = 60_000;
  * A federation of the job's own on this host: one SuperLink and `clients` SuperNodes, all on
  * 127.0.0.1 with free ports, under DATA_DIR/jobs/<id>/. The shim's settings travel in the
  * SuperLink's environment (SuperLink -> SuperExec -> ServerApp all inherit it), so the channel's
- * token stays on this host instead of inside the app bundle.
+ * token stays on this host instead of inside the app bundle; only the run's settings go in it.
  */
 export async function startLocalFederation(setup: RunSetup, python: string): Promise<Federation> {
   const federation = new LocalFederation(setup, python);
@@ -42,6 +42,7 @@ class LocalFederation implements Federation {
 
   async start(): Promise<void> {
     const { dir, shim, job } = this.setup;
+    await writeShimConfig(this.setup.appDir, this.setup.shimRun);
     const linkPort = await freePort();
     this.control = new FlowerControl(`http://127.0.0.1:${linkPort}`);
     await writeFile(path.join(dir, 'flwr-home', 'config.toml'),

@@ -1,7 +1,5 @@
-import { writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import type { FlowerControl } from '../flower-control.js';
-import type { Federation, RunSetup } from './federation.js';
+import { writeShimConfig, type Federation, type RunSetup } from './federation.js';
 
 /** The project's long-lived SuperLink and its deployed nodes (runner/remote/remote-federations.ts). */
 export interface ProjectSuperLinks {
@@ -21,7 +19,7 @@ export interface ProjectSuperLinks {
 export async function useRemoteFederation(setup: RunSetup, superlinks: ProjectSuperLinks): Promise<Federation> {
   const projectId = setup.job.projectId.toHexString();
   const link = await superlinks.superlinkFor(projectId);
-  await writeFile(path.join(setup.appDir, 'pollen_shim.json'), JSON.stringify(setup.shim), { mode: 0o600 });
+  await writeShimConfig(setup.appDir, { ...setup.shimRun, ...setup.shim });
   // Flower's strategies wait for a node that left for as long as it takes: the run fails as soon as
   // too few of the project's nodes are ONLINE to go on, rather than at ROUND_TIMEOUT.
   const { clients } = setup.job;

@@ -33,8 +33,18 @@ Event channel: one TCP connection to ``address``; the first line is
      "ok": int, "failed": int, "errors": [{"node_id": "<uint64>", "reason": "..."}],
      "at": ms}
     {"type": "log",    "line": "...", "level": "INFO"|...|"stdout"|"stderr", "at": ms}
+    {"type": "checkpoint", "round": n, "file": "<checkpoints_dir>/round-n.npz", "at": ms}
     {"type": "end",    "status": "completed"|"failed"|"stopped", "error": str|null,
      "dropped": int, "at": ms}
+
+Run settings (pollen_shim.json only): ``checkpoints_dir`` (each round's global
+model is written there as round-N.npz, then announced), ``round_offset`` (a
+fork goes on with its parent's round numbers), ``initial_arrays`` (an .npz to
+start from instead of the app's initial arrays) and ``ask_before_round``: before
+each round after the first, the shim asks on a connection of its own
+(``{"token"}`` then ``{"type": "ask", "question": "continue", "round": n,
+"after": events written}``) and ends ``start()`` early, with what it has, when
+Pollen answers ``{"continue": false, "reason": ...}`` (a stop rule fired).
 
 ``at`` is ``time.time() * 1000`` taken when the value was produced (for a
 metric: right after aggregation), so Pollen can measure delivery latency. The
@@ -137,6 +147,7 @@ class _Channel:
 
     def __init__(self, address: str | None, token: str | None) -> None:
         self.dropped = 0
+        self.written = 0  # events written to the socket, in order
         self._queue: queue.Queue[str] = queue.Queue(maxsize=_QUEUE_MAX)
         self._dead = not address
         self._address = address
@@ -164,6 +175,28 @@ class _Channel:
                     return
                 done.wait(remaining)
 
+    def ask(self, question: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+        """Asks Pollen something and waits (bounded) for the answer, on a connection of its own.
+        Pollen answers once it has read the events written before the question (``after``), so
+        the answer takes them into account. None: no answer (no channel, or none in time)."""
+        if self._dead:
+            return None
+        try:
+            self.flush(timeout)
+            with self._connect() as sock:
+                sock.settimeout(timeout)
+                sock.sendall((json.dumps({**question, "after": self.written}) + "\n").encode())
+                reply = b""
+                while not reply.endswith(b"\n"):
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        return None
+                    reply += chunk
+            answer = json.loads(reply)
+            return answer if isinstance(answer, dict) else None
+        except Exception:
+            return None
+
     def _connect(self) -> socket.socket:
         host, _, port = str(self._address).rpartition(":")
         sock = socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=3)
@@ -181,6 +214,7 @@ class _Channel:
                     if sock is None:
                         sock = self._connect()
                     sock.sendall(line.encode("utf-8"))
+                    self.written += 1
                     failures = 0
                     break
                 except Exception as err:
@@ -207,6 +241,18 @@ class _Channel:
 
 _CFG = _load_config()
 _CHANNEL = _Channel(_CFG.get("address"), _CFG.get("token"))
+# Per run (pollen_shim.json): where to write each round's global model, how far the rounds are
+# shifted (a fork continues its parent's numbering), the model to start from instead of the app's
+# own initial arrays (a fork's), and whether to ask Pollen before each round (a stop rule).
+_CHECKPOINTS_DIR: str | None = _CFG.get("checkpoints_dir")
+_ROUND_OFFSET = int(_CFG.get("round_offset") or 0)
+_INITIAL_ARRAYS: str | None = _CFG.get("initial_arrays")
+_ASK_BEFORE_ROUND = bool(_CFG.get("ask_before_round"))
+_ASK_TIMEOUT_SECONDS = 30.0
+
+
+class _StopRun(Exception):
+    """Pollen asked the run to end before its next round (a stop rule fired): a clean finish."""
 
 
 def _emit(event: dict[str, Any]) -> None:
@@ -271,17 +317,28 @@ def _install_strategy_hook() -> None:
         if _in_start:  # nested start(): the outer one reports
             return original(self, *args, **kwargs)
         try:
+            from flwr.serverapp.strategy import Result  # pylint: disable=import-outside-toplevel
+
             bound = signature.bind(self, *args, **kwargs)
             bound.apply_defaults()
             total = bound.arguments["num_rounds"]
+            if _INITIAL_ARRAYS:
+                bound.arguments["initial_arrays"] = _load_arrays(_INITIAL_ARRAYS)
+            # What start() has gathered so far, handed back if Pollen stops the run early.
+            progress = Result()
             if bound.arguments.get("evaluate_fn") is not None:
-                bound.arguments["evaluate_fn"] = _wrap_evaluate_fn(bound.arguments["evaluate_fn"])
-            shadowed = _shadow_methods(self, total)
+                bound.arguments["evaluate_fn"] = _wrap_evaluate_fn(bound.arguments["evaluate_fn"], progress)
+            shadowed = _shadow_methods(self, total, bound.arguments["initial_arrays"], progress)
         except Exception:  # unknown signature: run untouched, log fallback reports
             return original(self, *args, **kwargs)
         _in_start += 1
         try:
             return original(*bound.args, **bound.kwargs)
+        except _StopRun as stop:
+            # A stop rule fired between two rounds: start() returns what it has, as after its
+            # last round, so the app's own code after it (saving, logging) still runs.
+            _FLWR_LOGGER.info("Pollen: %s", stop)
+            return progress
         finally:
             _in_start -= 1
             _restore_methods(self, shadowed)
@@ -290,11 +347,15 @@ def _install_strategy_hook() -> None:
     Strategy.start = start  # type: ignore[method-assign]
 
 
-def _wrap_evaluate_fn(fn: Any) -> Any:
+def _wrap_evaluate_fn(fn: Any, progress: Any) -> Any:
     @functools.wraps(fn)
     def evaluate_fn(server_round: int, arrays: Any) -> Any:
-        res = fn(server_round, arrays)
-        _emit_metric(server_round, "SERVER_EVALUATE", res)
+        if server_round == 0:  # the initial model, saved when the app evaluates it
+            _save_checkpoint(_ROUND_OFFSET, arrays)
+        res = fn(server_round + _ROUND_OFFSET, arrays)
+        _emit_metric(server_round + _ROUND_OFFSET, "SERVER_EVALUATE", res)
+        if res is not None:
+            progress.evaluate_metrics_serverapp[server_round] = res
         return res
 
     return evaluate_fn
@@ -303,9 +364,12 @@ def _wrap_evaluate_fn(fn: Any) -> Any:
 _MISSING = object()
 
 
-def _shadow_methods(strategy: Any, total: int) -> dict[str, Any]:
+def _shadow_methods(strategy: Any, total: int, initial_arrays: Any, progress: Any) -> dict[str, Any]:
     """Put wrappers in the instance dict; ``start()`` calls ``self.x`` so it sees
-    them, ``super().x`` inside the user's methods does not (no double reports)."""
+    them, ``super().x`` inside the user's methods does not (no double reports).
+    The strategy sees every round shifted by ``_ROUND_OFFSET`` (a fork goes on
+    with its parent's numbering, in its messages' config too). ``progress`` gets
+    what start() would put in its Result."""
     inst = vars(strategy)
     names = ("configure_train", "aggregate_train", "configure_evaluate", "aggregate_evaluate")
     saved = {n: inst.get(n, _MISSING) for n in names}
@@ -314,31 +378,46 @@ def _shadow_methods(strategy: Any, total: int) -> dict[str, Any]:
     configure_evaluate = strategy.configure_evaluate
     aggregate_evaluate = strategy.aggregate_evaluate
     sent = {"TRAIN": 0, "EVALUATE": 0}  # messages configured in the current phase
+    held = {"arrays": initial_arrays}  # the global model, as start() holds it
+    offset = _ROUND_OFFSET
 
     def configure_train_hook(server_round: int, *a: Any, **kw: Any) -> Any:
-        _emit_round(server_round, total)
-        messages = list(configure_train(server_round, *a, **kw))
+        if server_round > 1 and _ASK_BEFORE_ROUND:
+            answer = _CHANNEL.ask({"type": "ask", "question": "continue", "round": server_round - 1 + offset},
+                                  _ASK_TIMEOUT_SECONDS)
+            if answer is not None and answer.get("continue") is False:
+                raise _StopRun(str(answer.get("reason") or "stopped by Pollen"))
+        _emit_round(server_round + offset, total + offset)
+        messages = list(configure_train(server_round + offset, *a, **kw))
         sent["TRAIN"] = len(messages)
         return messages
 
     def configure_evaluate_hook(server_round: int, *a: Any, **kw: Any) -> Any:
-        messages = list(configure_evaluate(server_round, *a, **kw))
+        messages = list(configure_evaluate(server_round + offset, *a, **kw))
         sent["EVALUATE"] = len(messages)
         return messages
 
     def aggregate_train_hook(server_round: int, replies: Any, *a: Any, **kw: Any) -> Any:
-        replies = _report_replies(server_round, "TRAIN", replies, sent["TRAIN"])
-        res = aggregate_train(server_round, replies, *a, **kw)
+        replies = _report_replies(server_round + offset, "TRAIN", replies, sent["TRAIN"])
+        res = aggregate_train(server_round + offset, replies, *a, **kw)
         try:
-            _emit_metric(server_round, "TRAIN", res[1])
+            _emit_metric(server_round + offset, "TRAIN", res[1])
+            # start() keeps the model it held when aggregation gives none.
+            if res[0] is not None:
+                held["arrays"] = progress.arrays = res[0]
+            if res[1] is not None:
+                progress.train_metrics_clientapp[server_round] = res[1]
+            _save_checkpoint(server_round + offset, held["arrays"])
         except Exception:
             pass
         return res
 
     def aggregate_evaluate_hook(server_round: int, replies: Any, *a: Any, **kw: Any) -> Any:
-        replies = _report_replies(server_round, "EVALUATE", replies, sent["EVALUATE"])
-        res = aggregate_evaluate(server_round, replies, *a, **kw)
-        _emit_metric(server_round, "EVALUATE", res)
+        replies = _report_replies(server_round + offset, "EVALUATE", replies, sent["EVALUATE"])
+        res = aggregate_evaluate(server_round + offset, replies, *a, **kw)
+        _emit_metric(server_round + offset, "EVALUATE", res)
+        if res is not None:
+            progress.evaluate_metrics_clientapp[server_round] = res
         return res
 
     inst["configure_train"] = configure_train_hook
@@ -383,6 +462,48 @@ def _restore_methods(strategy: Any, saved: dict[str, Any]) -> None:
             inst.pop(name, None)
         else:
             inst[name] = val
+
+
+# -------------------------------------------------------------- global models
+
+
+def _save_checkpoint(server_round: int, arrays: Any) -> None:
+    """Write the global model (an ArrayRecord) as an uncompressed .npz, one array at a time, each
+    C-ordered and little-endian, with the record's names in its order; tell Pollen it is there.
+    Uncompressed, so Pollen can serve the same bytes as safetensors without reading them."""
+    if not _CHECKPOINTS_DIR or arrays is None:
+        return
+    try:
+        import zipfile  # pylint: disable=import-outside-toplevel
+
+        import numpy as np  # pylint: disable=import-outside-toplevel
+
+        os.makedirs(_CHECKPOINTS_DIR, exist_ok=True)
+        path = os.path.join(_CHECKPOINTS_DIR, f"round-{int(server_round)}.npz")
+        partial = path + ".partial"
+        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as npz:
+            for name, array in arrays.items():
+                values = np.ascontiguousarray(array.numpy())
+                if values.dtype.byteorder == ">":
+                    values = values.astype(values.dtype.newbyteorder("<"))
+                # A fixed timestamp: the same model gives the same bytes, and the same sha256.
+                member_info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                with npz.open(member_info, "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, values, allow_pickle=False)
+                del values
+        os.replace(partial, path)
+        _emit({"type": "checkpoint", "round": int(server_round), "file": path})
+    except Exception as err:
+        _FLWR_LOGGER.warning("Pollen: could not save the model of round %s: %s", server_round, err)
+
+
+def _load_arrays(path: str) -> Any:
+    """An .npz that Pollen saved, as an ArrayRecord with the same names in the same order."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    from flwr.app import Array, ArrayRecord  # pylint: disable=import-outside-toplevel
+
+    with np.load(path, allow_pickle=False) as saved:
+        return ArrayRecord({name: Array(saved[name]) for name in saved.files})
 
 
 # ------------------------------------------------ hook 2: legacy flwr.server History
