@@ -41,6 +41,12 @@ async function chartRows(page: Page, metric: string): Promise<string[][]> {
   return chart.locator('.chart-table tbody tr').evaluateAll((rows) => rows.map((row) => Array.from(row.children, (cell) => cell.textContent ?? '')));
 }
 
+/** What the button's download saved. */
+async function download(page: Page, button: string): Promise<Buffer> {
+  const [saved] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: button, exact: true }).click()]);
+  return readFileSync(await saved.path());
+}
+
 async function status(page: Page): Promise<string> {
   return page.locator('.state-line .status').innerText().then((text) => text.toLowerCase());
 }
@@ -151,32 +157,39 @@ describe('the dashboard, walked through by the people who train', () => {
     expect((await chartRows(page, 'test_acc')).map(([round]) => round)).toEqual(['0', '1', '2', '3']);
     await screenshot(page, '06-run-completed');
 
-    // Its results: the metrics as CSV (the final model's npz and safetensors buttons come with checkpoints).
-    const [csv] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Metrics (CSV)' }).click()]);
-    const rows = readFileSync(await csv.path(), 'utf8').trim().split('\r\n');
+    // Its results: the final model, in both formats, and the metrics as CSV.
+    const finalModel = await download(page, 'Download final model npz');
+    expect(finalModel.subarray(0, 4)).toEqual(Buffer.from('PK\x03\x04')); // numpy's npz is a ZIP of .npy files
+    const safetensors = await download(page, 'Download final model safetensors');
+    const headerLength = Number(safetensors.readBigUInt64LE(0));
+    expect(Object.keys(JSON.parse(safetensors.subarray(8, 8 + headerLength).toString()))).toContain('__metadata__');
+    const rows = (await download(page, 'Metrics (CSV)')).toString().trim().split('\r\n');
     expect(rows[0]).toBe('round,phase,recorded_at,eval_acc,eval_loss,test_acc,test_loss,train_loss');
     expect(rows.slice(1).map((row) => row.split(',').slice(0, 2).join(' '))).toEqual([
       '0 SERVER_EVALUATE', '1 TRAIN', '1 EVALUATE', '1 SERVER_EVALUATE', '2 TRAIN', '2 EVALUATE', '2 SERVER_EVALUATE',
       '3 TRAIN', '3 EVALUATE', '3 SERVER_EVALUATE',
     ]);
 
-    // A second run, of v2 (2 rounds), compared with the first as it goes.
-    await page.getByRole('link', { name: 'Handwritten digits' }).click();
-    await page.getByRole('combobox', { name: 'Config' }).selectOption({ label: 'quick v2 (2 rounds, 2 clients)' });
-    await page.getByRole('button', { name: 'Start run' }).click();
-    await page.waitForURL(/#\/jobs\/[0-9a-f]{24}$/);
+    // A second run: a fork of the first from its round 2, with v2 (2 more rounds), compared with it as it goes.
+    await page.getByRole('button', { name: 'Fork from round 2' }).click();
+    await page.getByRole('combobox', { name: 'Config' }).selectOption({ label: 'quick v2 (2 more rounds, 2 clients)' });
+    await page.getByRole('button', { name: 'Start the fork' }).click();
+    await page.waitForURL((url) => url.hash.startsWith('#/jobs/') && !url.hash.endsWith(firstJob));
     const secondJob = page.url().split('/').pop()!;
+    await expect.poll(() => page.locator('.lineage').innerText()).toMatch(new RegExp(`Forked from run ${firstJob.slice(-6)} .* at round 2`));
     await page.getByRole('link', { name: 'Handwritten digits' }).click();
     await expect.poll(() => page.locator('table.jobs tbody tr').count()).toBe(2);
     await screenshot(page, '02-project-runs');
     for (const job of [firstJob, secondJob]) await page.locator(`tr[data-job="${job}"] input[type="checkbox"]`).check();
     await page.getByRole('link', { name: 'Compare 2 selected' }).click();
     await page.waitForURL(/#\/compare\?jobs=/);
+    // The fork's line starts on its parent's rounds 1 and 2, then goes on with its own 3 and 4.
     const compared = page.locator('figure[data-metric="train_loss"]');
-    await expect.poll(async () => Number(await compared.getAttribute('data-points')), { timeout: 300_000, interval: 500 }).toBe(5);
-    expect(await chartRows(page, 'train_loss')).toEqual([
-      ['1', expect.any(String), expect.any(String)], ['2', expect.any(String), expect.any(String)], ['3', expect.any(String), ''],
-    ]);
+    await expect.poll(async () => Number(await compared.getAttribute('data-points')), { timeout: 300_000, interval: 500 }).toBe(7);
+    const compareRows = await chartRows(page, 'train_loss');
+    expect(compareRows.map(([round]) => round)).toEqual(['1', '2', '3', '4']);
+    expect(compareRows.slice(0, 2).map(([, parent, fork]) => parent === fork)).toEqual([true, true]);
+    expect(compareRows[3]![1]).toBe('');
     expect(await compared.locator('.chart-table thead th').allInnerTexts())
       .toEqual(['Round', `${firstJob.slice(-6)} train`, `${secondJob.slice(-6)} train`]);
     await screenshot(page, '07-compare');
@@ -217,6 +230,8 @@ describe('the dashboard, walked through by the people who train', () => {
     await viewerPage.goto(`${pollen.origin}/#/jobs/${firstJob}`);
     await viewerPage.locator('figure[data-metric="train_loss"][data-points="3"]').waitFor();
     expect(await viewerPage.getByRole('button', { name: 'Cancel run' }).count()).toBe(0);
+    expect(await viewerPage.getByRole('button', { name: /^Fork from round/ }).count()).toBe(0);
+    expect(await viewerPage.getByRole('button', { name: 'Download final model npz' }).count()).toBe(1);
     expect(await viewerPage.getByRole('button', { name: 'Metrics (CSV)' }).count()).toBe(1);
 
     // At phone width the run's page still reads: nothing wider than the screen.

@@ -70,9 +70,14 @@ export async function download(path: string, fileName: string): Promise<void> {
     throw new Error(answer?.errors?.[0]?.message ?? `The download failed (${response.status}).`);
   }
   const url = URL.createObjectURL(await response.blob());
+  saveLink(url, fileName);
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+/** Has the browser save what a same-origin (or blob:) URL answers, under `fileName`. */
+export function saveLink(url: string, fileName: string): void {
   const link = Object.assign(document.createElement('a'), { href: url, download: fileName });
   document.body.append(link);
   link.click();
   link.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }

@@ -9,30 +9,40 @@ export interface RoundMetrics {
   values: Record<string, unknown>;
 }
 
+/** One metric of one phase across rounds, as `metricSeries` returns it. */
+export interface Series {
+  phase: MetricPhase;
+  name: string;
+  points: ReadonlyArray<{ round: number; value: number }>;
+}
+
 /**
- * A job's numeric metrics by name and phase, each (round, phase) taken once: a replay that
- * overlaps what is already here adds nothing, so resuming a stream never duplicates a point.
+ * A job's numeric metrics by name and phase, one value per round: a replay that overlaps what is
+ * already here changes nothing, so resuming a stream never duplicates a point.
  */
 export class MetricStore {
   /** name -> phase -> round -> value */
   private readonly values = new Map<string, Map<MetricPhase, Map<number, number>>>();
-  private readonly seen = new Set<string>();
   private newestRound = -1;
   /** Grows with every change; lets views know when to redraw. */
   version = 0;
 
-  /** Adds what is new; true when anything was. */
+  /** Adds rounds' metrics (`metrics`, `roundMetrics`); true when anything was new. */
   add(metrics: Iterable<RoundMetrics>): boolean {
     const before = this.version;
     for (const { round, phase, values } of metrics) {
-      const key = `${round}:${phase}`;
-      if (this.seen.has(key)) continue;
-      this.seen.add(key);
       for (const [name, value] of Object.entries(values)) {
         if (typeof value === 'number' && Number.isFinite(value)) this.put(name, phase, round, value);
       }
-      this.newestRound = Math.max(this.newestRound, round);
-      this.version += 1;
+    }
+    return this.version !== before;
+  }
+
+  /** Adds whole series (`metricSeries`); true when anything was new. */
+  addSeries(series: Iterable<Series>): boolean {
+    const before = this.version;
+    for (const { phase, name, points } of series) {
+      for (const { round, value } of points) this.put(name, phase, round, value);
     }
     return this.version !== before;
   }
@@ -42,7 +52,10 @@ export class MetricStore {
     if (!phases) this.values.set(name, (phases = new Map()));
     let rounds = phases.get(phase);
     if (!rounds) phases.set(phase, (rounds = new Map()));
+    if (rounds.get(round) === value) return;
     rounds.set(round, value);
+    this.newestRound = Math.max(this.newestRound, round);
+    this.version += 1;
   }
 
   /**

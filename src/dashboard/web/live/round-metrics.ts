@@ -54,7 +54,7 @@ export function followRoundMetrics(
 }
 
 /**
- * A job's metrics for a view: a finished job's in one query, a running one's through
+ * A job's metrics for a view: a finished job's in one query (metricSeries), a running one's through
  * followRoundMetrics (its replay from round 0 brings what is stored, then each round as it ends).
  * Which of the two is decided once, by the first known `finished` (undefined: not known yet).
  * Views redraw at most once per frame, however fast a replay delivers.
@@ -74,7 +74,7 @@ export function useJobMetrics(jobId: string, finished: boolean | undefined): { s
     connection.client.query({ query: JobMetricsDocument, variables: { id: jobId }, fetchPolicy: 'no-cache' }).then(({ data }) => {
       if (!current || !data?.trainingJob) return;
       performance.mark('pollen:metrics-received', { detail: { jobId } });
-      if (store.add(data.trainingJob.metrics)) changed();
+      if (store.addSeries(data.trainingJob.metricSeries)) changed();
     }, setError);
     return () => {
       current = false;
@@ -89,7 +89,8 @@ export function useJobMetrics(jobId: string, finished: boolean | undefined): { s
   return { store, version, error };
 }
 
-function oncePerFrame(run: () => void): () => void {
+/** `run` at most once per animation frame, however often it is asked for. */
+export function oncePerFrame(run: () => void): () => void {
   let pending = false;
   return () => {
     if (pending) return;

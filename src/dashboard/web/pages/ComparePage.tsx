@@ -1,55 +1,69 @@
 import { useQuery } from '@apollo/client/react';
-import { useCallback, useDeferredValue, useEffect, useMemo, useState } from 'react';
+import { useDeferredValue, useEffect, useMemo, useRef, useState } from 'react';
 import { PHASE_STYLES } from '../components/JobCharts';
 import { MetricChart, type ChartSeries } from '../components/MetricChart';
 import { ErrorText, FINISHED, StatusBadge, useLiveJob } from '../components/common';
+import { useConnection } from '../connection';
 import { PHASE_LABELS, shortId } from '../format';
-import { CompareJobDocument, PickJobsDocument, PickProjectsDocument, type CompareJobQuery, type MetricPhase } from '../generated/graphql';
-import { alignSeries, PHASES, type MetricStore } from '../live/metric-store';
-import { useJobMetrics } from '../live/round-metrics';
+import { CompareRunsDocument, PickJobsDocument, PickProjectsDocument, type CompareRunsQuery, type MetricPhase } from '../generated/graphql';
+import { alignSeries, MetricStore, PHASES } from '../live/metric-store';
+import { followRoundMetrics, oncePerFrame } from '../live/round-metrics';
 import { href, navigate } from '../router';
 
 /** At most this many runs overlaid: each gets a colour of its own. */
 export const MAX_RUNS = 10;
 const RUN_COLORS = ['#2f6fae', '#d9711c', '#3c8d40', '#c23b3b', '#7b57a8', '#8c5a3c', '#d15fa8', '#5f6b73', '#a1a62c', '#1fa3b3'];
 
-type Job = NonNullable<CompareJobQuery['trainingJob']>;
-interface Run { job: Job; store: MetricStore; version: number }
+type Job = NonNullable<CompareRunsQuery['trainingJobs'][number]>;
+/** A run as the charts draw it: its own metrics, and for a fork its parent's up to the round it forked at. */
+interface Run { job: Job; store: MetricStore; parent?: MetricStore }
 
 export function ComparePage({ jobIds }: { jobIds: string[] }) {
   const ids = jobIds.slice(0, MAX_RUNS);
-  const [runs, setRuns] = useState<ReadonlyMap<string, Run>>(new Map());
-  const [phases, setPhases] = useState<ReadonlySet<MetricPhase>>(new Set(PHASES));
-  const report = useCallback((id: string, run: Run) => setRuns((current) => new Map(current).set(id, run)), []);
   const select = (next: string[]) => navigate({ page: 'compare', jobIds: next });
-
-  const loaded = ids.flatMap((id) => runs.get(id) ?? []);
-  const charts = useMemo(() => overlay(loaded, phases), [loaded.map((run) => `${run.job.id}:${run.version}`).join(), phases]);
+  // One query for every run's state and stored metrics; runs still going are followed below.
+  const { data, error } = useQuery(CompareRunsDocument, { variables: { ids }, skip: ids.length === 0, fetchPolicy: 'network-only' });
+  const [version, setVersion] = useState(0);
+  const changed = useMemo(() => oncePerFrame(() => setVersion((n) => n + 1)), []);
+  // One store per job for as long as the page shows it: new answers (a run's state changed) add to it.
+  const stores = useRef(new Map<string, MetricStore>());
+  const runs = useMemo(() => (data?.trainingJobs ?? []).flatMap((job): Run[] => {
+    if (!job) return [];
+    const run = { job, store: storeOf(stores.current, job.id), parent: job.parent ? storeOf(stores.current, job.parent.id) : undefined };
+    run.store.addSeries(job.metricSeries);
+    if (job.parent) run.parent!.addSeries(job.parent.metricSeries);
+    return [run];
+  }), [data]);
+  const [phases, setPhases] = useState<ReadonlySet<MetricPhase>>(new Set(PHASES));
+  const charts = useMemo(() => overlay(runs, phases), [runs, phases, version]);
+  const missing = data ? ids.filter((id) => !runs.some((run) => run.job.id === id)) : [];
 
   return (
     <>
       <h1>Compare runs</h1>
-      <p className="muted">Pick runs from any of your projects; each metric is drawn by round, one colour per run, one dash per phase.</p>
+      <p className="muted">
+        Pick runs from any of your projects; each metric is drawn by round, one colour per run, one dash per phase. A fork's line
+        starts on its parent's, at the round it was forked from.
+      </p>
       <RunPicker selected={ids} onChange={select} />
-      {ids.map((id) => <RunLoader key={id} jobId={id} onUpdate={report} />)}
+      <ErrorText error={error} />
+      {runs.map((run) => !FINISHED.includes(run.job.status) && <LiveRun key={run.job.id} run={run} onChange={changed} />)}
       {ids.length > 0 && (
         <section aria-labelledby="selected-title">
           <h2 id="selected-title">Runs ({ids.length} of at most {MAX_RUNS})</h2>
           <ul className="runs">
-            {ids.map((id, i) => {
-              const job = runs.get(id)?.job;
-              return (
-                <li key={id} data-run={id}>
-                  <span className="swatch" style={{ backgroundColor: RUN_COLORS[i % RUN_COLORS.length] }} aria-hidden="true" />
-                  <a href={href({ page: 'job', jobId: id })}>{job ? runLabel(job) : `Run ${shortId(id)}`}</a>
-                  {job && <> <StatusBadge status={job.status} /> <span className="muted">{job.project.name}</span></>}
-                  <button type="button" className="link" onClick={() => select(ids.filter((kept) => kept !== id))}>
-                    Remove<span className="sr-only"> run {shortId(id)}</span>
-                  </button>
-                </li>
-              );
-            })}
+            {runs.map(({ job }, i) => (
+              <li key={job.id} data-run={job.id}>
+                <span className="swatch" style={{ backgroundColor: RUN_COLORS[i % RUN_COLORS.length] }} aria-hidden="true" />
+                <a href={href({ page: 'job', jobId: job.id })}>{runLabel(job)}</a> <StatusBadge status={job.status} />
+                <span className="muted">{job.project.name}{job.parent ? ` · fork of ${shortId(job.parent.id)} at round ${job.parentRound}` : ''}</span>
+                <button type="button" className="link" onClick={() => select(ids.filter((kept) => kept !== job.id))}>
+                  Remove<span className="sr-only"> run {shortId(job.id)}</span>
+                </button>
+              </li>
+            ))}
           </ul>
+          {missing.length > 0 && <p className="hint">Not shown (gone, or not yours to see): {missing.map(shortId).join(', ')}.</p>}
           <fieldset className="phases">
             <legend>Phases</legend>
             {PHASES.map((phase) => (
@@ -74,33 +88,31 @@ export function ComparePage({ jobIds }: { jobIds: string[] }) {
   );
 }
 
-/** Loads one run (its job, then its metrics, live while it runs) and hands it to the page. */
-function RunLoader({ jobId, onUpdate }: { jobId: string; onUpdate: (id: string, run: Run) => void }) {
-  const { data, error } = useQuery(CompareJobDocument, { variables: { id: jobId } });
-  const job = data?.trainingJob;
+/** A run that has not finished: its state and its new rounds as they come. */
+function LiveRun({ run: { job, store }, onChange }: { run: Run; onChange: () => void }) {
+  const connection = useConnection();
   useLiveJob(job);
-  const { store, version } = useJobMetrics(jobId, job ? FINISHED.includes(job.status) : undefined);
-  useEffect(() => {
-    if (job) onUpdate(jobId, { job, store, version });
-  }, [job, store, version, jobId, onUpdate]);
-  return error ? <ErrorText error={error} /> : null;
+  useEffect(() => followRoundMetrics(connection, job.id, store, { change: onChange, error: () => undefined }), [connection, job.id, store, onChange]);
+  return null;
+}
+
+function storeOf(stores: Map<string, MetricStore>, jobId: string): MetricStore {
+  let store = stores.get(jobId);
+  if (!store) stores.set(jobId, (store = new MetricStore()));
+  return store;
 }
 
 function runLabel(job: Job): string {
   return `Run ${shortId(job.id)} · ${job.app.name} ${job.app.version} · ${job.config.name} v${job.config.version}`;
 }
 
-/**
- * The charts of the chosen runs: one per metric name any of them reports, one line per run and
- * phase. A fork's line would begin with its parent's points up to the fork's round (TrainingJob
- * parent and parentRound): they belong in the points taken from the run's store below.
- */
+/** The charts of the chosen runs: one per metric name any of them reports, one line per run and phase. */
 function overlay(runs: readonly Run[], phases: ReadonlySet<MetricPhase>) {
   const names = [...new Set(runs.flatMap(({ store }) => store.names()))].sort((a, b) => a.localeCompare(b));
   return names.map((name) => {
-    const lines = runs.flatMap((run, i) => run.store.phasesOf(name).filter((phase) => phases.has(phase)).map((phase) => ({
-      series: { label: `${shortId(run.job.id)} ${PHASE_LABELS[phase]}`, color: RUN_COLORS[i % RUN_COLORS.length]!, dash: PHASE_STYLES[phase].dash },
-      points: run.store.series(name, phase),
+    const lines = runs.flatMap(({ job, store, parent }, i) => store.phasesOf(name).filter((phase) => phases.has(phase)).map((phase) => ({
+      series: { label: `${shortId(job.id)} ${PHASE_LABELS[phase]}`, color: RUN_COLORS[i % RUN_COLORS.length]!, dash: PHASE_STYLES[phase].dash },
+      points: [...(parent?.series(name, phase).filter(([round]) => round <= job.parentRound!) ?? []), ...store.series(name, phase)],
     })));
     const series: ChartSeries[] = lines.map((line) => line.series);
     return { name, series, data: alignSeries(lines.map((line) => line.points)) };
@@ -141,6 +153,7 @@ function RunPicker({ selected, onChange }: { selected: string[]; onChange: (ids:
                   <input type="checkbox" checked={checked} disabled={!checked && full}
                     onChange={() => onChange(checked ? selected.filter((id) => id !== job.id) : [...selected, job.id])} />
                   Run {shortId(job.id)} · {job.app.name} {job.app.version} · {job.config.name} v{job.config.version}
+                  {job.parentRound !== null && job.parentRound !== undefined ? ` · fork at round ${job.parentRound}` : ''}
                 </label>{' '}
                 <StatusBadge status={job.status} />
               </li>

@@ -1,9 +1,9 @@
 import { useMutation, useQuery, useSubscription } from '@apollo/client/react';
-import { Downloads, type DownloadItem } from '../components/Downloads';
 import { JobCharts } from '../components/JobCharts';
-import { ErrorText, FINISHED, LogView, RoundProgress, StatusBadge, useLiveJob } from '../components/common';
+import { JobResults } from '../components/JobResults';
+import { ErrorText, FINISHED, LogView, RoundProgress, StatusBadge } from '../components/common';
 import { formatDate, formatDuration, shortId } from '../format';
-import { JobLogStreamDocument, JobPageDocument, StopTrainingDocument, type JobPageQuery } from '../generated/graphql';
+import { JobLogStreamDocument, JobPageChangesDocument, JobPageDocument, StopTrainingDocument, type JobPageQuery } from '../generated/graphql';
 import { useLines } from '../live/log-lines';
 import { useJobMetrics } from '../live/round-metrics';
 import { canEdit } from '../roles';
@@ -14,7 +14,8 @@ type Job = NonNullable<JobPageQuery['trainingJob']>;
 export function JobPage({ jobId }: { jobId: string }) {
   const { data, error } = useQuery(JobPageDocument, { variables: { id: jobId }, fetchPolicy: 'cache-and-network' });
   const job = data?.trainingJob;
-  useLiveJob(job);
+  // Each change, with the models kept so far, lands in Apollo's cache, which this page reads.
+  useSubscription(JobPageChangesDocument, { variables: { jobId }, skip: !job || FINISHED.includes(job.status) });
   const finished = job ? FINISHED.includes(job.status) : undefined;
   const metrics = useJobMetrics(jobId, finished);
 
@@ -34,23 +35,11 @@ export function JobPage({ jobId }: { jobId: string }) {
       </section>
       <section aria-labelledby="results-title">
         <h2 id="results-title">Results</h2>
-        <Downloads items={downloadsOf(job)} />
+        <JobResults job={job} />
       </section>
       <JobLogs job={job} />
     </>
   );
-}
-
-/**
- * What a run offers to download. The checkpoints (npz and safetensors per kept round, the final
- * model first) join this list once the schema has TrainingJob.checkpoints.
- */
-function downloadsOf(job: Job): DownloadItem[] {
-  const name = `run-${shortId(job.id)}`;
-  return [
-    { label: 'Metrics (CSV)', path: `/jobs/${job.id}/metrics.csv`, fileName: `${name}-metrics.csv` },
-    { label: 'Metrics (JSON)', path: `/jobs/${job.id}/metrics.json`, fileName: `${name}-metrics.json` },
-  ];
 }
 
 function JobState({ job }: { job: Job }) {

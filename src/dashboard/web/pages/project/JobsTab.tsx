@@ -1,6 +1,7 @@
 import { useMutation, useQuery } from '@apollo/client/react';
 import { useState, type FormEvent } from 'react';
 import { ErrorText, LatestMetrics, RoundProgress, StatusBadge, useLiveJob } from '../../components/common';
+import { FederationSelect, RunOptionFields, runOptionsFrom } from '../../components/RunOptions';
 import { formatDate, formatDuration, shortId } from '../../format';
 import {
   LaunchTrainingDocument, ProjectJobsDocument, type FederationKind, type JobRowFragment, type ProjectJobsQuery,
@@ -8,11 +9,6 @@ import {
 import { canEdit } from '../../roles';
 import { href, navigate } from '../../router';
 
-// The federations a run may use; SIMULATION joins this list once the schema has it.
-const FEDERATIONS: ReadonlyArray<{ kind: FederationKind; label: string }> = [
-  { kind: 'LOCAL', label: 'Local: SuperNodes on the Pollen host' },
-  { kind: 'REMOTE', label: "Remote: the project's deployed nodes" },
-];
 
 export function JobsTab({ projectId }: { projectId: string }) {
   const { data, error } = useQuery(ProjectJobsDocument, { variables: { id: projectId }, fetchPolicy: 'cache-and-network' });
@@ -60,7 +56,7 @@ function JobRow({ job, selected, onToggle }: { job: JobRowFragment; selected: bo
       <td><input type="checkbox" checked={selected} onChange={onToggle} aria-label={`Compare run ${shortId(job.id)}`} /></td>
       <th scope="row">
         <a href={href({ page: 'job', jobId: job.id })}>Run {shortId(job.id)}</a>
-        <div className="muted small">{label} · {formatDate(job.createdAt)}</div>
+        <div className="muted small">{label} · {formatDate(job.createdAt)}{job.parentRound !== null ? ` · fork at round ${job.parentRound}` : ''}</div>
       </th>
       <td><StatusBadge status={job.status} />{job.statusReason && <div className="muted small">{job.statusReason}</div>}</td>
       <td><RoundProgress job={job} /></td>
@@ -82,6 +78,7 @@ function StartRun({ project }: { project: NonNullable<ProjectJobsQuery['project'
       appId: String(form.get('appId')),
       configId: String(form.get('configId')),
       federation: String(form.get('federation')) as FederationKind,
+      ...runOptionsFrom(form),
     };
     const { data } = await start({ variables: { input } }).catch(() => ({ data: undefined }));
     if (data) navigate({ page: 'job', jobId: data.startTraining.id });
@@ -109,11 +106,8 @@ function StartRun({ project }: { project: NonNullable<ProjectJobsQuery['project'
           ))}
         </select>
       </label>
-      <label>Federation
-        <select name="federation" defaultValue="LOCAL">
-          {FEDERATIONS.map(({ kind, label }) => <option key={kind} value={kind}>{label}</option>)}
-        </select>
-      </label>
+      <FederationSelect />
+      <RunOptionFields />
       <button type="submit" disabled={loading}>Start run</button>
       <ErrorText error={error} />
     </form>
