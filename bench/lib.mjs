@@ -12,6 +12,7 @@ import { MongoCommandCounter } from '../test/support/mongo-command-counter.mjs';
 import { POLLEN_NODE_FLAGS } from '../test/support/node-flags.mjs';
 import { cpuSeconds, processMemory } from '../test/support/process-figures.mjs';
 import JSZip from 'jszip';
+import mongoose from 'mongoose';
 import WebSocket from 'ws';
 
 export const REPO = fileURLToPath(new URL('..', import.meta.url));
@@ -415,6 +416,55 @@ export async function untilJobEnds(client, jobId) {
   await subscribe(client, 'subscription($jobId: ID!) { trainingJobUpdated(jobId: $jobId) { status statusReason } }',
     { jobId }, (data) => (last = data.trainingJobUpdated));
   if (last?.status !== 'COMPLETED') throw new Error(`job ${jobId} ended ${last?.status}: ${last?.statusReason}`);
+}
+
+// ------------------------------------------------------------------------ seeded history
+
+/**
+ * A finished job and its metrics shaped as Pollen stores them (src/modules/training/*.model.ts):
+ * every metric in round_metrics, each phase's newest also on the job. `metricsOf(round)` lists a
+ * round's [phase, values] pairs in the order Flower reports them (round 0: an initial evaluation).
+ */
+export function finishedJob({ projectId, appId, configId, userId, createdAt, rounds, lastRound = rounds, failed = false, flowerRunId, metricsOf }) {
+  const { ObjectId } = mongoose.mongo;
+  const _id = new ObjectId();
+  const at = (round, step) => new Date(createdAt.getTime() + 15_000 + round * 7_000 + step * 1_000);
+  const metrics = [];
+  const latest = new Map();
+  for (let round = 0; round <= lastRound; round++) {
+    metricsOf(round).forEach(([phase, values], step) => {
+      const record = { round, phase, valuesJson: JSON.stringify(values), recordedAt: at(round, step) };
+      metrics.push({ _id: new ObjectId(), jobId: _id, ...record, __v: 0 });
+      latest.set(phase, record);
+    });
+  }
+  const finishedAt = at(lastRound, 3);
+  const job = {
+    _id, projectId: new ObjectId(projectId), appId: new ObjectId(appId), configId: new ObjectId(configId),
+    status: failed ? 'FAILED' : 'COMPLETED',
+    statusReason: failed ? `Flower run ended FAILED at round ${lastRound}: ClientApp raised an exception` : null,
+    federation: 'LOCAL', clients: 2, currentRound: lastRound, totalRounds: rounds,
+    runConfigJson: JSON.stringify({ 'num-server-rounds': rounds, 'learning-rate': 0.1 }),
+    stopRule: null, keepCheckpoints: 3, checkpointsSizeBytes: 0, parentId: null, parentRound: null, initialCheckpointId: null,
+    latestMetricsJson: JSON.stringify(['TRAIN', 'EVALUATE', 'SERVER_EVALUATE'].flatMap((phase) => latest.get(phase) ?? [])),
+    flowerRunId, lease: null, cancelRequestedAt: null,
+    createdById: new ObjectId(userId), createdAt, updatedAt: finishedAt, startedAt: createdAt, finishedAt, __v: 0,
+  };
+  return { job, metrics };
+}
+
+/** Writes finishedJob()s straight into a database (MONGODB_URI + name). */
+export async function insertFinishedJobs(uri, database, seeded) {
+  const client = new mongoose.mongo.MongoClient(`${uri}${database}`);
+  try {
+    const db = client.db(database);
+    const metrics = seeded.flatMap((one) => one.metrics);
+    progress(`inserting ${seeded.length} jobs, ${metrics.length} metrics`);
+    await db.collection('training_jobs').insertMany(seeded.map((one) => one.job));
+    for (let i = 0; i < metrics.length; i += 1000) await db.collection('round_metrics').insertMany(metrics.slice(i, i + 1000));
+  } finally {
+    await client.close();
+  }
 }
 
 // ------------------------------------------------------------------------ figures, output

@@ -6,9 +6,8 @@
 //   node bench/read-path.mjs [--page-sizes=5,50] [--connections=4] [--duration=10] [--min-answers=8]
 //     [--projects=50] [--jobs=4] [--rounds=5]
 import autocannon from 'autocannon';
-import mongoose from 'mongoose';
 import {
-  addProjectMember, cpuSeconds, createProject, createTrainingConfig, DIGITS_APP, graphql, listOption, loadAverage,
+  addProjectMember, cpuSeconds, createProject, createTrainingConfig, DIGITS_APP, finishedJob, graphql, insertFinishedJobs, listOption, loadAverage,
   ms, option, printTable, progress, ratio, registerUser, runBenchmark, startCommandCounter, startFerretDB, startPollen, untilQuiet,
   uploadApp, zipDirectory,
 } from './lib.mjs';
@@ -172,7 +171,7 @@ async function measured(pids, run) {
 /**
  * Users and projects through the API: the viewer creates every project and adds three other
  * users (VIEWER, EDITOR, OWNER), uploads the digits app and saves a config. Finished jobs and
- * their metrics go straight into the database, shaped like src/modules/training/*.model.ts.
+ * their metrics go straight into the database (finishedJob() in lib.mjs).
  */
 async function seed(pollen, ferretdbUri, { projectCount, jobsPerProject, rounds }) {
   const stamp = Date.now();
@@ -191,53 +190,24 @@ async function seed(pollen, ferretdbUri, { projectCount, jobsPerProject, rounds 
     projects.push({ projectId, appId, configId });
   }
 
-  const { ObjectId } = mongoose.mongo;
-  const client = new mongoose.mongo.MongoClient(`${ferretdbUri}${DATABASE}`);
-  try {
-    const db = client.db(DATABASE);
-    const jobs = [];
-    const metrics = [];
-    let clock = Date.now() - projectCount * jobsPerProject * 60_000;
-    for (const { projectId, appId, configId } of projects) {
-      for (let j = 0; j < jobsPerProject; j++) {
-        const _id = new ObjectId();
-        const createdAt = new Date((clock += 60_000));
-        const failed = j % 4 === 3;
-        const lastRound = failed ? Math.ceil(rounds / 2) : rounds;
-        const at = (round, step) => new Date(createdAt.getTime() + 15_000 + round * 7_000 + step * 1_000);
-        jobs.push({
-          _id, projectId: new ObjectId(projectId), appId: new ObjectId(appId), configId: new ObjectId(configId),
-          status: failed ? 'FAILED' : 'COMPLETED',
-          statusReason: failed ? `Flower run ended FAILED at round ${lastRound}: ClientApp raised an exception` : null,
-          federation: 'LOCAL', clients: 2, currentRound: lastRound, totalRounds: rounds,
-          runConfigJson: JSON.stringify({ 'num-server-rounds': rounds, 'learning-rate': 0.1 }),
-          flowerRunId: String(1_000_000_000 + jobs.length), lease: null, cancelRequestedAt: null,
-          createdById: new ObjectId(viewer.userId), createdAt, updatedAt: at(lastRound, 3), startedAt: createdAt,
-          finishedAt: at(lastRound, 3), __v: 0,
-        });
-        // As Pollen stores them: every metric in round_metrics, each phase's newest also on the job.
-        const latest = new Map();
-        const metric = (round, phase, values, step) => {
-          const record = { round, phase, valuesJson: JSON.stringify(values), recordedAt: at(round, step) };
-          metrics.push({ _id: new ObjectId(), jobId: _id, ...record, __v: 0 });
-          latest.set(phase, record);
-        };
-        metric(0, 'SERVER_EVALUATE', { test_loss: 2.3, test_acc: 0.1 }, 0);
-        for (let round = 1; round <= lastRound; round++) {
+  const seeded = [];
+  let clock = Date.now() - projectCount * jobsPerProject * 60_000;
+  for (const { projectId, appId, configId } of projects) {
+    for (let j = 0; j < jobsPerProject; j++) {
+      const failed = j % 4 === 3;
+      seeded.push(finishedJob({
+        projectId, appId, configId, userId: viewer.userId, createdAt: new Date((clock += 60_000)), rounds,
+        lastRound: failed ? Math.ceil(rounds / 2) : rounds, failed, flowerRunId: String(1_000_000_000 + seeded.length),
+        metricsOf: (round) => {
+          if (round === 0) return [['SERVER_EVALUATE', { test_loss: 2.3, test_acc: 0.1 }]];
           const done = round / rounds;
-          metric(round, 'TRAIN', { train_loss: 2.2 - done }, 0);
-          metric(round, 'EVALUATE', { eval_loss: 2.0 - done, eval_acc: 0.8 + done / 10 }, 1);
-          metric(round, 'SERVER_EVALUATE', { test_loss: 1.9 - done, test_acc: 0.82 + done / 10 }, 2);
-        }
-        jobs.at(-1).latestMetricsJson = JSON.stringify(['TRAIN', 'EVALUATE', 'SERVER_EVALUATE'].map((phase) => latest.get(phase)));
-      }
+          return [['TRAIN', { train_loss: 2.2 - done }], ['EVALUATE', { eval_loss: 2.0 - done, eval_acc: 0.8 + done / 10 }],
+            ['SERVER_EVALUATE', { test_loss: 1.9 - done, test_acc: 0.82 + done / 10 }]];
+        },
+      }));
     }
-    progress(`inserting ${jobs.length} jobs, ${metrics.length} metrics`);
-    await db.collection('training_jobs').insertMany(jobs);
-    for (let i = 0; i < metrics.length; i += 1000) await db.collection('round_metrics').insertMany(metrics.slice(i, i + 1000));
-  } finally {
-    await client.close();
   }
+  await insertFinishedJobs(ferretdbUri, DATABASE, seeded);
   return { token: viewer.token };
 }
 
