@@ -2,6 +2,7 @@ import { useMutation, useQuery } from '@apollo/client/react';
 import { useState, type FormEvent } from 'react';
 import { saveLink } from '../apollo';
 import { useConnection } from '../connection';
+import { fieldsOf } from '../forms';
 import { formatBytes, shortId } from '../format';
 import {
   CheckpointLinksDocument, ForkChoicesDocument, ForkRunDocument, type CheckpointFormat, type FederationKind, type JobPageQuery,
@@ -124,10 +125,9 @@ function ForkForm({ job, fromRound, onCancel }: { job: Job; fromRound: number; o
   const configs = data?.project?.configs.edges.map(({ node }) => node) ?? [];
   async function submit(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
-    const form = new FormData(event.currentTarget);
+    const fields = fieldsOf(event.currentTarget);
     const input = {
-      jobId: job.id, fromRound, configId: String(form.get('configId')),
-      federation: String(form.get('federation')) as FederationKind, ...runOptionsFrom(form),
+      jobId: job.id, fromRound, configId: fields.text('configId'), federation: fields.text('federation') as FederationKind, ...runOptionsFrom(fields),
     };
     const result = await fork({ variables: { input } }).catch(() => undefined);
     if (result?.data) navigate({ page: 'job', jobId: result.data.forkTraining.id });

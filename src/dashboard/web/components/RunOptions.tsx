@@ -1,3 +1,4 @@
+import type { Fields } from '../forms';
 import { PHASE_LABELS } from '../format';
 import type { FederationKind, MetricGoal, MetricPhase, StopRuleFieldsFragment, StopRuleInput } from '../generated/graphql';
 import { PHASES } from '../live/metric-store';
@@ -46,9 +47,7 @@ export function RunOptionFields() {
 }
 
 /** What RunOptionFields say, as startTraining and forkTraining take it. */
-export function runOptionsFrom(form: FormData): { stopWhen: StopRuleInput | null; keepCheckpoints: number | null } {
-  const text = (name: string) => String(form.get(name) ?? '').trim();
-  const number = (name: string) => (text(name) ? Number(text(name)) : null);
+export function runOptionsFrom({ text, number }: Fields): { stopWhen: StopRuleInput | null; keepCheckpoints: number | null } {
   const stopWhen = text('stopMetric') ? {
     metric: text('stopMetric'), phase: text('stopPhase') as MetricPhase, goal: text('stopGoal') as MetricGoal,
     target: number('stopTarget'), patience: number('stopPatience'), minDelta: number('stopMinDelta'),

@@ -59,6 +59,7 @@ function JobState({ job }: { job: Job }) {
         <div><dt>Started by</dt><dd>{job.createdBy.username}, {formatDate(job.createdAt)}</dd></div>
         {job.startedAt && <div><dt>Duration</dt><dd>{formatDuration(job.startedAt, job.finishedAt)}{finished ? '' : ' so far'}</dd></div>}
         {job.flowerRunId && <div><dt>Flower run</dt><dd>{job.flowerRunId}</dd></div>}
+        {job.mlflowRun && <div><dt>MLflow</dt><dd><MlflowMirror run={job.mlflowRun} /></dd></div>}
       </dl>
       <div className="actions">
         <a className="button" href={href({ page: 'compare', jobIds: [job.id] })}>Compare with other runs</a>
@@ -70,6 +71,18 @@ function JobState({ job }: { job: Job }) {
       </div>
       <ErrorText error={cancelling.error} />
     </section>
+  );
+}
+
+const MIRROR_STATES = { UP_TO_DATE: 'up to date', BEHIND: 'behind', INCOMPLETE: 'incomplete' } as const;
+
+/** Where the run is mirrored in MLflow, and whether the mirror has caught up. */
+function MlflowMirror({ run }: { run: NonNullable<Job['mlflowRun']> }) {
+  return (
+    <>
+      {run.url ? <a href={run.url} target="_blank" rel="noreferrer">run {run.runId!.slice(0, 8)}</a> : 'no run yet'}
+      {' · '}{MIRROR_STATES[run.status]}{run.detail ? `: ${run.detail}` : ''}
+    </>
   );
 }
 

@@ -1,6 +1,7 @@
 import { useMutation, useQuery } from '@apollo/client/react';
 import { useDeferredValue, useState, type FormEvent } from 'react';
 import { ErrorText } from '../components/common';
+import { fieldsOf } from '../forms';
 import { formatDate } from '../format';
 import { NewProjectDocument, ProjectListDocument } from '../generated/graphql';
 import { href, navigate } from '../router';
@@ -57,9 +58,8 @@ function CreateProject() {
   const [create, { loading, error }] = useMutation(NewProjectDocument);
   async function submit(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
-    const form = new FormData(event.currentTarget);
-    const description = String(form.get('description') ?? '').trim();
-    const { data } = await create({ variables: { input: { name: String(form.get('name') ?? ''), description: description || null } } })
+    const { text } = fieldsOf(event.currentTarget);
+    const { data } = await create({ variables: { input: { name: text('name'), description: text('description') || null } } })
       .catch(() => ({ data: undefined }));
     if (data) navigate({ page: 'project', projectId: data.createProject.id, tab: 'apps' });
   }

@@ -1,5 +1,6 @@
 import { useState, type FormEvent } from 'react';
 import { ErrorText } from '../components/common';
+import { fieldsOf } from '../forms';
 import { signIn, signUp } from '../session';
 
 export function SignInPage() {
@@ -9,8 +10,7 @@ export function SignInPage() {
 
   async function submit(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
-    const form = new FormData(event.currentTarget);
-    const field = (name: string) => String(form.get(name) ?? '');
+    const { raw: field } = fieldsOf(event.currentTarget);
     setBusy(true);
     setError(undefined);
     try {

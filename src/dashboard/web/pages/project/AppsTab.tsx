@@ -2,6 +2,7 @@ import { useMutation, useQuery } from '@apollo/client/react';
 import { useState, type FormEvent } from 'react';
 import { download } from '../../apollo';
 import { ErrorText } from '../../components/common';
+import { fieldsOf } from '../../forms';
 import { formatBytes, formatDate } from '../../format';
 import { DropAppDocument, ProjectAppsDocument, UploadProjectAppDocument, type AppCardFragment } from '../../generated/graphql';
 import { canEdit } from '../../roles';
@@ -29,7 +30,7 @@ function UploadApp({ projectId, onUploaded }: { projectId: string; onUploaded: (
   async function submit(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
     const formElement = event.currentTarget;
-    const file = new FormData(formElement).get('file');
+    const file = fieldsOf(formElement).file('file');
     if (!(file instanceof File) || file.size === 0) return;
     const result = await upload({ variables: { projectId, file } }).catch(() => undefined);
     if (result?.data) {

@@ -1,6 +1,7 @@
 import { useMutation, useQuery } from '@apollo/client/react';
 import { useId, useState, type FormEvent } from 'react';
 import { ErrorText } from '../../components/common';
+import { fieldsOf } from '../../forms';
 import { formatDate } from '../../format';
 import { ProjectConfigsDocument, SaveConfigDocument, type ConfigVersionFragment } from '../../generated/graphql';
 import { canEdit } from '../../roles';
@@ -82,8 +83,7 @@ function ConfigForm({ projectId, base, onSaved }: { projectId: string; base?: Co
   async function submit(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
     const formElement = event.currentTarget;
-    const form = new FormData(formElement);
-    const text = (name: string) => String(form.get(name) ?? '').trim();
+    const { text, number } = fieldsOf(formElement);
     let runConfig: Record<string, unknown> | null = null;
     if (text('runConfig')) {
       try {
@@ -94,10 +94,9 @@ function ConfigForm({ projectId, base, onSaved }: { projectId: string; base?: Co
       }
     }
     setFormError(undefined);
-    const optionalNumber = (name: string) => (text(name) ? Number(text(name)) : null);
     const result = await save({ variables: { input: {
       projectId, name: text('name'), rounds: Number(text('rounds')), clients: Number(text('clients')),
-      learningRate: optionalNumber('learningRate'), batchSize: optionalNumber('batchSize'), modelType: text('modelType') || null, runConfig,
+      learningRate: number('learningRate'), batchSize: number('batchSize'), modelType: text('modelType') || null, runConfig,
     } } }).catch(() => undefined);
     if (result?.data) {
       formElement.reset();

@@ -2,6 +2,7 @@ import { useMutation, useQuery } from '@apollo/client/react';
 import { useState, type FormEvent } from 'react';
 import { ErrorText, LatestMetrics, RoundProgress, StatusBadge, useLiveJob } from '../../components/common';
 import { FederationSelect, RunOptionFields, runOptionsFrom } from '../../components/RunOptions';
+import { fieldsOf } from '../../forms';
 import { formatDate, formatDuration, shortId } from '../../format';
 import {
   LaunchTrainingDocument, ProjectJobsDocument, type FederationKind, type JobRowFragment, type ProjectJobsQuery,
@@ -73,12 +74,10 @@ function StartRun({ project }: { project: NonNullable<ProjectJobsQuery['project'
   const configs = project.configs.edges.map(({ node }) => node);
   async function submit(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
-    const form = new FormData(event.currentTarget);
+    const fields = fieldsOf(event.currentTarget);
     const input = {
-      appId: String(form.get('appId')),
-      configId: String(form.get('configId')),
-      federation: String(form.get('federation')) as FederationKind,
-      ...runOptionsFrom(form),
+      appId: fields.text('appId'), configId: fields.text('configId'), federation: fields.text('federation') as FederationKind,
+      ...runOptionsFrom(fields),
     };
     const { data } = await start({ variables: { input } }).catch(() => ({ data: undefined }));
     if (data) navigate({ page: 'job', jobId: data.startTraining.id });

@@ -1,6 +1,7 @@
 import { useMutation } from '@apollo/client/react';
 import type { FormEvent } from 'react';
 import { ErrorText } from '../../components/common';
+import { fieldsOf } from '../../forms';
 import { DropMemberDocument, SetMemberDocument, type ProjectHeaderQuery, type ProjectRole } from '../../generated/graphql';
 import { canManage } from '../../roles';
 
@@ -15,9 +16,9 @@ export function MembersTab({ project }: { project: NonNullable<ProjectHeaderQuer
   async function invite(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
     const formElement = event.currentTarget;
-    const form = new FormData(formElement);
+    const { text } = fieldsOf(formElement);
     const result = await setMember({ variables: {
-      projectId: project.id, username: String(form.get('username') ?? '').trim(), role: String(form.get('role')) as ProjectRole,
+      projectId: project.id, username: text('username'), role: text('role') as ProjectRole,
     } }).catch(() => undefined);
     if (result?.data) formElement.reset();
   }

@@ -1,6 +1,7 @@
 import { useMutation, useQuery, useSubscription } from '@apollo/client/react';
 import { useState, type FormEvent } from 'react';
 import { ErrorText, LogView, StatusBadge } from '../../components/common';
+import { fieldsOf } from '../../forms';
 import { formatDate } from '../../format';
 import {
   AddNodeDocument, DeploymentLinesDocument, DeploymentLogStreamDocument, DeployToNodeDocument, DropNodeDocument, NodeChangesDocument,
@@ -103,10 +104,9 @@ function RegisterNode({ projectId, onRegistered }: { projectId: string; onRegist
   async function submit(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
     const formElement = event.currentTarget;
-    const form = new FormData(formElement);
-    const text = (name: string) => String(form.get(name) ?? '').trim();
+    const { text, number } = fieldsOf(formElement);
     const result = await register({ variables: { input: {
-      projectId, name: text('name'), host: text('host'), sshUser: text('sshUser'), sshPort: text('sshPort') ? Number(text('sshPort')) : null,
+      projectId, name: text('name'), host: text('host'), sshUser: text('sshUser'), sshPort: number('sshPort'),
     } } }).catch(() => undefined);
     if (result?.data) {
       formElement.reset();
