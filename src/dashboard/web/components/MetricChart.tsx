@@ -8,6 +8,8 @@ export interface ChartSeries {
   label: string;
   color: string;
   dash?: number[];
+  /** false: drawn no more for now (switching it back is cheaper than a new chart). */
+  show?: boolean;
 }
 
 interface Props {
@@ -31,9 +33,10 @@ export function MetricChart({ name, series, data, syncKey }: Props) {
   const plotElement = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot>(undefined);
   const titleId = useId();
-  const signature = JSON.stringify(series);
+  const signature = JSON.stringify(series.map(({ label, color, dash }) => [label, color, dash]));
 
-  // A new chart when the series change (a phase or run appears); new data is only setData.
+  // A new chart when the series change (a phase or run appears); new data is only setData, and a
+  // series shown or hidden only setSeries.
   useLayoutEffect(() => {
     const element = plotElement.current!;
     const chart = new uPlot({
@@ -44,7 +47,7 @@ export function MetricChart({ name, series, data, syncKey }: Props) {
       axes: [{ label: 'Round', size: 40, incrs: ROUND_STEPS }, { size: 56 }],
       series: [
         { label: 'Round' },
-        ...series.map(({ label, color, dash }) => ({ label, stroke: color, width: 2, dash, spanGaps: true, points: { size: 5 } })),
+        ...series.map(({ label, color, dash, show }) => ({ label, stroke: color, width: 2, dash, show: show !== false, spanGaps: true, points: { size: 5 } })),
       ],
       cursor: { sync: { key: syncKey } },
       legend: { live: true },
@@ -67,15 +70,28 @@ export function MetricChart({ name, series, data, syncKey }: Props) {
     plot.current?.setData(toPlotData(data));
   }, [data]);
 
-  const points = data.columns.reduce((sum, column) => sum + column.filter((value) => value !== null).length, 0);
+  useLayoutEffect(() => {
+    series.forEach(({ show }, i) => {
+      if (plot.current && plot.current.series[i + 1]!.show !== (show !== false)) plot.current.setSeries(i + 1, { show: show !== false });
+    });
+  }, [series]);
+
+  const shown = visible(series, data);
+  const points = shown.data.columns.reduce((sum, column) => sum + column.filter((value) => value !== null).length, 0);
   const lastRound = data.rounds.at(-1);
   return (
     <figure className="chart" aria-labelledby={titleId} data-metric={name} data-points={points} data-last-round={lastRound ?? ''}>
       <figcaption id={titleId}>{name}</figcaption>
-      <div ref={plotElement} className="chart-plot" role="img" aria-label={describe(name, series, data)} />
-      <DataTable name={name} series={series} data={data} />
+      <div ref={plotElement} className="chart-plot" role="img" aria-label={describe(name, shown.series, shown.data)} />
+      <DataTable name={name} series={shown.series} data={shown.data} />
     </figure>
   );
+}
+
+/** The series drawn now, with their columns. */
+function visible(series: ChartSeries[], { rounds, columns }: AlignedSeries): { series: ChartSeries[]; data: AlignedSeries } {
+  const kept = series.flatMap((one, i) => (one.show === false ? [] : [i]));
+  return { series: kept.map((i) => series[i]!), data: { rounds, columns: kept.map((i) => columns[i]!) } };
 }
 
 function toPlotData({ rounds, columns }: AlignedSeries): uPlot.AlignedData {

@@ -6,7 +6,7 @@ import { ErrorText, FINISHED, StatusBadge, useLiveJob } from '../components/comm
 import { useConnection } from '../connection';
 import { PHASE_LABELS, shortId } from '../format';
 import { CompareRunsDocument, PickJobsDocument, PickProjectsDocument, type CompareRunsQuery, type MetricPhase } from '../generated/graphql';
-import { alignSeries, MetricStore, PHASES } from '../live/metric-store';
+import { alignSeries, MetricStore, PHASES, type AlignedSeries } from '../live/metric-store';
 import { followRoundMetrics, oncePerFrame } from '../live/round-metrics';
 import { href, navigate } from '../router';
 
@@ -35,7 +35,12 @@ export function ComparePage({ jobIds }: { jobIds: string[] }) {
     return [run];
   }), [data]);
   const [phases, setPhases] = useState<ReadonlySet<MetricPhase>>(new Set(PHASES));
-  const charts = useMemo(() => overlay(runs, phases), [runs, phases, version]);
+  const overlays = useMemo(() => overlay(runs), [runs, version]);
+  // A phase switched off hides its lines (the data stays as it is): no chart is drawn anew for it.
+  const charts = useMemo(() => overlays.flatMap(({ lines, ...chart }) => {
+    const series = lines.map(({ phase, ...line }) => ({ ...line, show: phases.has(phase) }));
+    return series.some((line) => line.show) ? [{ ...chart, series }] : [];
+  }), [overlays, phases]);
   const missing = data ? ids.filter((id) => !runs.some((run) => run.job.id === id)) : [];
 
   return (
@@ -107,15 +112,14 @@ function runLabel(job: Job): string {
 }
 
 /** The charts of the chosen runs: one per metric name any of them reports, one line per run and phase. */
-function overlay(runs: readonly Run[], phases: ReadonlySet<MetricPhase>) {
+function overlay(runs: readonly Run[]): Array<{ name: string; lines: Array<ChartSeries & { phase: MetricPhase }>; data: AlignedSeries }> {
   const names = [...new Set(runs.flatMap(({ store }) => store.names()))].sort((a, b) => a.localeCompare(b));
   return names.map((name) => {
-    const lines = runs.flatMap(({ job, store, parent }, i) => store.phasesOf(name).filter((phase) => phases.has(phase)).map((phase) => ({
-      series: { label: `${shortId(job.id)} ${PHASE_LABELS[phase]}`, color: RUN_COLORS[i % RUN_COLORS.length]!, dash: PHASE_STYLES[phase].dash },
+    const drawn = runs.flatMap(({ job, store, parent }, i) => store.phasesOf(name).map((phase) => ({
+      line: { phase, label: `${shortId(job.id)} ${PHASE_LABELS[phase]}`, color: RUN_COLORS[i % RUN_COLORS.length]!, dash: PHASE_STYLES[phase].dash },
       points: [...(parent?.series(name, phase).filter(([round]) => round <= job.parentRound!) ?? []), ...store.series(name, phase)],
     })));
-    const series: ChartSeries[] = lines.map((line) => line.series);
-    return { name, series, data: alignSeries(lines.map((line) => line.points)) };
+    return { name, lines: drawn.map(({ line }) => line), data: alignSeries(drawn.map(({ points }) => points)) };
   });
 }
 
