@@ -4,9 +4,8 @@
 // growth factor.
 //
 //   node bench/history.mjs [--sizes=50,500,2000] [--samples=30] [--other-projects=50] [--rounds=8]
-import mongoose from 'mongoose';
 import {
-  connectWebSocket, cpuSeconds, createProject, createTrainingConfig, DIGITS_APP, finishedJobDocuments, graphql, insertInBatches,
+  connectWebSocket, cpuSeconds, createProject, createTrainingConfig, digitsRoundMetrics, DIGITS_APP, finishedJob, graphql, insertFinishedJobs,
   listOption, loadAverage, ms, option, printTable, progress, registerUser, runBenchmark, startFerretDB, startPollen, subscribe,
   summarize, untilQuiet, uploadApp, zipDirectory,
 } from './lib.mjs';
@@ -123,28 +122,18 @@ async function seededStore(size, { otherProjects, rounds }) {
   const appId = await uploadApp(pollen, reader.token, projectId, await zipDirectory(DIGITS_APP), 'digits-app.zip');
   const configId = await createTrainingConfig(pollen, reader.token, projectId, { rounds, clients: 2 });
 
-  const client = await new mongoose.mongo.MongoClient(`${ferretdb.uri}${DATABASE}`).connect();
-  const db = client.db(DATABASE);
   let clock = Date.now() - 100 * 24 * 3600_000;
   let index = 0;
   const insertJobs = async (project, count) => {
-    const jobs = [];
-    const metrics = [];
-    for (let i = 0; i < count; i++) {
-      const seeded = finishedJobDocuments({
-        projectId: project, appId, configId, createdById: reader.userId, createdAt: new Date((clock += 60_000)), rounds,
-        failed: false, index: index++,
-      });
-      jobs.push(seeded.job);
-      metrics.push(...seeded.metrics);
-    }
-    await insertInBatches(db.collection('training_jobs'), jobs);
-    await insertInBatches(db.collection('round_metrics'), metrics);
-    return jobs.map((job) => job._id.toHexString());
+    const seeded = Array.from({ length: count }, () => finishedJob({
+      projectId: project, appId, configId, userId: reader.userId, createdAt: new Date((clock += 60_000)), rounds,
+      flowerRunId: String(1_000_000_000 + index++), metricsOf: digitsRoundMetrics(rounds),
+    }));
+    await insertFinishedJobs(ferretdb.uri, DATABASE, seeded);
+    return seeded.map(({ job }) => job._id.toHexString());
   };
   for (const other of others) await insertJobs(other, JOBS_PER_OTHER_PROJECT);
   const jobIds = await insertJobs(projectId, size);
-  await client.close();
 
   const ws = await connectWebSocket(pollen.wsUrl, reader.token);
   // A job from the middle of the history: its metrics are neither the first nor the last stored.

@@ -418,48 +418,69 @@ export async function untilJobEnds(client, jobId) {
   if (last?.status !== 'COMPLETED') throw new Error(`job ${jobId} ended ${last?.status}: ${last?.statusReason}`);
 }
 
+// ------------------------------------------------------------------------ seeded history
+
 /**
- * A finished job and its metrics as Pollen stores them (src/modules/training/*.model.ts), for
- * seeding straight into `training_jobs` and `round_metrics` through the driver: round 0's
- * server-side evaluation, then TRAIN, EVALUATE and SERVER_EVALUATE for each round (a `failed`
- * job stops halfway); each phase's newest metrics also on the job. `index` numbers Flower's run.
+ * A finished job and its metrics shaped as Pollen stores them (src/modules/training/*.model.ts):
+ * every metric in round_metrics, each phase's newest also on the job. `metricsOf(round)` lists a
+ * round's [phase, values] pairs in the order Flower reports them (round 0: an initial evaluation).
  */
-export function finishedJobDocuments({ projectId, appId, configId, createdById, createdAt, rounds, failed, index }) {
+export function finishedJob({ projectId, appId, configId, userId, createdAt, rounds, lastRound = rounds, failed = false, flowerRunId, metricsOf }) {
   const { ObjectId } = mongoose.mongo;
   const _id = new ObjectId();
-  const lastRound = failed ? Math.ceil(rounds / 2) : rounds;
   const at = (round, step) => new Date(createdAt.getTime() + 15_000 + round * 7_000 + step * 1_000);
   const metrics = [];
   const latest = new Map();
-  const metric = (round, phase, values, step) => {
-    const record = { round, phase, valuesJson: JSON.stringify(values), recordedAt: at(round, step) };
-    metrics.push({ _id: new ObjectId(), jobId: _id, ...record, __v: 0 });
-    latest.set(phase, record);
-  };
-  metric(0, 'SERVER_EVALUATE', { test_loss: 2.3, test_acc: 0.1 }, 0);
-  for (let round = 1; round <= lastRound; round++) {
-    const done = round / rounds;
-    metric(round, 'TRAIN', { train_loss: 2.2 - done }, 0);
-    metric(round, 'EVALUATE', { eval_loss: 2.0 - done, eval_acc: 0.8 + done / 10 }, 1);
-    metric(round, 'SERVER_EVALUATE', { test_loss: 1.9 - done, test_acc: 0.82 + done / 10 }, 2);
+  for (let round = 0; round <= lastRound; round++) {
+    metricsOf(round).forEach(([phase, values], step) => {
+      const record = { round, phase, valuesJson: JSON.stringify(values), recordedAt: at(round, step) };
+      metrics.push({ _id: new ObjectId(), jobId: _id, ...record, __v: 0 });
+      latest.set(phase, record);
+    });
   }
+  const finishedAt = at(lastRound, 3);
   const job = {
     _id, projectId: new ObjectId(projectId), appId: new ObjectId(appId), configId: new ObjectId(configId),
     status: failed ? 'FAILED' : 'COMPLETED',
     statusReason: failed ? `Flower run ended FAILED at round ${lastRound}: ClientApp raised an exception` : null,
     federation: 'LOCAL', clients: 2, currentRound: lastRound, totalRounds: rounds,
-    latestMetricsJson: JSON.stringify(['TRAIN', 'EVALUATE', 'SERVER_EVALUATE'].map((phase) => latest.get(phase))),
     runConfigJson: JSON.stringify({ 'num-server-rounds': rounds, 'learning-rate': 0.1 }),
-    flowerRunId: String(1_000_000_000 + index), lease: null, cancelRequestedAt: null,
-    createdById: new ObjectId(createdById), createdAt, updatedAt: at(lastRound, 3), startedAt: createdAt,
-    finishedAt: at(lastRound, 3), __v: 0,
+    stopRule: null, keepCheckpoints: 3, checkpointsSizeBytes: 0, parentId: null, parentRound: null, initialCheckpointId: null,
+    latestMetricsJson: JSON.stringify(['TRAIN', 'EVALUATE', 'SERVER_EVALUATE'].flatMap((phase) => latest.get(phase) ?? [])),
+    flowerRunId, lease: null, cancelRequestedAt: null,
+    createdById: new ObjectId(userId), createdAt, updatedAt: finishedAt, startedAt: createdAt, finishedAt, __v: 0,
   };
   return { job, metrics };
 }
 
-/** Inserts documents in batches of 1,000 (FerretDB takes large inserts better in parts). */
-export async function insertInBatches(collection, docs) {
-  for (let i = 0; i < docs.length; i += 1000) await collection.insertMany(docs.slice(i, i + 1000));
+/**
+ * The metrics of a digits-app run as `finishedJob({ metricsOf })` wants them: round 0's server-side
+ * evaluation, then TRAIN, EVALUATE and SERVER_EVALUATE for each round, improving with the round.
+ */
+export function digitsRoundMetrics(rounds) {
+  return (round) => {
+    if (round === 0) return [['SERVER_EVALUATE', { test_loss: 2.3, test_acc: 0.1 }]];
+    const done = round / rounds;
+    return [['TRAIN', { train_loss: 2.2 - done }], ['EVALUATE', { eval_loss: 2.0 - done, eval_acc: 0.8 + done / 10 }],
+      ['SERVER_EVALUATE', { test_loss: 1.9 - done, test_acc: 0.82 + done / 10 }]];
+  };
+}
+
+/** Writes finishedJob()s straight into a database (MONGODB_URI + name), in batches of 1,000 (FerretDB takes large inserts better in parts). */
+export async function insertFinishedJobs(uri, database, seeded) {
+  const client = new mongoose.mongo.MongoClient(`${uri}${database}`);
+  const inBatches = async (collection, docs) => {
+    for (let i = 0; i < docs.length; i += 1000) await collection.insertMany(docs.slice(i, i + 1000));
+  };
+  try {
+    const db = client.db(database);
+    const metrics = seeded.flatMap((one) => one.metrics);
+    progress(`inserting ${seeded.length} jobs, ${metrics.length} metrics`);
+    await inBatches(db.collection('training_jobs'), seeded.map((one) => one.job));
+    await inBatches(db.collection('round_metrics'), metrics);
+  } finally {
+    await client.close();
+  }
 }
 
 // ------------------------------------------------------------------------ figures, output

@@ -6,9 +6,8 @@
 //   node bench/read-path.mjs [--page-sizes=5,50] [--connections=4] [--duration=10] [--min-answers=8]
 //     [--projects=50] [--jobs=4] [--rounds=5]
 import autocannon from 'autocannon';
-import mongoose from 'mongoose';
 import {
-  addProjectMember, cpuSeconds, createProject, createTrainingConfig, DIGITS_APP, finishedJobDocuments, graphql, insertInBatches, listOption, loadAverage,
+  addProjectMember, cpuSeconds, createProject, createTrainingConfig, digitsRoundMetrics, DIGITS_APP, finishedJob, graphql, insertFinishedJobs, listOption, loadAverage,
   ms, option, printTable, progress, ratio, registerUser, runBenchmark, startCommandCounter, startFerretDB, startPollen, untilQuiet,
   uploadApp, zipDirectory,
 } from './lib.mjs';
@@ -172,7 +171,7 @@ async function measured(pids, run) {
 /**
  * Users and projects through the API: the viewer creates every project and adds three other
  * users (VIEWER, EDITOR, OWNER), uploads the digits app and saves a config. Finished jobs and
- * their metrics go straight into the database, shaped like src/modules/training/*.model.ts.
+ * their metrics go straight into the database (finishedJob() in lib.mjs).
  */
 async function seed(pollen, ferretdbUri, { projectCount, jobsPerProject, rounds }) {
   const stamp = Date.now();
@@ -191,28 +190,19 @@ async function seed(pollen, ferretdbUri, { projectCount, jobsPerProject, rounds 
     projects.push({ projectId, appId, configId });
   }
 
-  const client = new mongoose.mongo.MongoClient(`${ferretdbUri}${DATABASE}`);
-  try {
-    const db = client.db(DATABASE);
-    const jobs = [];
-    const metrics = [];
-    let clock = Date.now() - projectCount * jobsPerProject * 60_000;
-    for (const { projectId, appId, configId } of projects) {
-      for (let j = 0; j < jobsPerProject; j++) {
-        const seeded = finishedJobDocuments({
-          projectId, appId, configId, createdById: viewer.userId, createdAt: new Date((clock += 60_000)), rounds,
-          failed: j % 4 === 3, index: jobs.length,
-        });
-        jobs.push(seeded.job);
-        metrics.push(...seeded.metrics);
-      }
+  const seeded = [];
+  let clock = Date.now() - projectCount * jobsPerProject * 60_000;
+  for (const { projectId, appId, configId } of projects) {
+    for (let j = 0; j < jobsPerProject; j++) {
+      const failed = j % 4 === 3;
+      seeded.push(finishedJob({
+        projectId, appId, configId, userId: viewer.userId, createdAt: new Date((clock += 60_000)), rounds,
+        lastRound: failed ? Math.ceil(rounds / 2) : rounds, failed, flowerRunId: String(1_000_000_000 + seeded.length),
+        metricsOf: digitsRoundMetrics(rounds),
+      }));
     }
-    progress(`inserting ${jobs.length} jobs, ${metrics.length} metrics`);
-    await db.collection('training_jobs').insertMany(jobs);
-    await insertInBatches(db.collection('round_metrics'), metrics);
-  } finally {
-    await client.close();
   }
+  await insertFinishedJobs(ferretdbUri, DATABASE, seeded);
   return { token: viewer.token };
 }
 

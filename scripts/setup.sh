@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Pollen's one-stop setup. Idempotent, and fast when everything is done.
 #   scripts/setup.sh          build .tools/bin/ferretdb, the .venv (Flower) and the node wheelhouse
-#   scripts/setup.sh --test   also install the system packages the tests need
+#   scripts/setup.sh --test   also install what the tests need: system packages, the MLflow venv
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -23,5 +23,6 @@ bash "$SCRIPTS/setup-python.sh"
 bash "$SCRIPTS/prepare-wheelhouse.sh" # needs the .venv
 if (( with_test )); then
   bash "$SCRIPTS/install-test-deps.sh"
+  bash "$SCRIPTS/setup-mlflow.sh"
 fi
 step "setup done in ${SECONDS}s"

@@ -40,6 +40,8 @@ export interface Config {
   flowerPython: string;
   /** The address remote SuperNodes reach the projects' SuperLinks on (their Fleet API listens there). */
   fleetHost: string;
+  /** Set: every job is mirrored as a run of this MLflow tracking server (its REST API). */
+  mlflowTrackingUri: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -122,6 +124,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const jobLeaseSeconds = read('JOB_LEASE', 30, parseDurationSeconds, 'expected a duration such as 30, 45s or 2m');
   const fleetHost = read('FLEET_HOST', '127.0.0.1', (raw) => (/^[0-9A-Za-z.:-]+$/.test(raw.trim()) ? raw.trim() : undefined),
     'expected the IP address (or host name) of this host that node hosts reach');
+  const mlflowTrackingUri = read<string | undefined>('MLFLOW_TRACKING_URI', undefined,
+    (raw) => (/^https?:\/\/[^/\s]+(\/\S*)?$/.test(raw.trim()) ? raw.trim().replace(/\/+$/, '') : undefined),
+    'expected the http:// or https:// URL of an MLflow tracking server');
   const flowerPython = env.FLOWER_PYTHON || fileURLToPath(new URL('../.venv/bin/python', import.meta.url));
 
   const jwtSecretFromEnv = env.JWT_SECRET;
@@ -141,7 +146,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     accessTokenTtlSeconds, refreshTokenTtlSeconds, corsOrigins,
     maxUploadBytes, maxJsonBodyBytes, logLevel, queryMaxDepth, queryMaxCost, signInRateLimit, maxSubscriptionsPerSocket, maxSocketsPerUser,
     maxLocalSupernodes, maxConcurrentJobs, nodeConnectTimeoutSeconds, roundTimeoutSeconds, jobLeaseSeconds, flowerPython,
-    fleetHost,
+    fleetHost, mlflowTrackingUri,
   };
 }
 

@@ -1,22 +1,11 @@
-import { existsSync } from 'node:fs';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { signUp, usePollen } from './support/testkit.js';
+import { launchChromium, signUp, usePollen, watchPage } from './support/testkit.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 let browser: Browser;
-
-beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error('Debian chromium is missing: run "bash scripts/setup.sh --test" (npm test does).');
-});
 const pollen = usePollen();
 beforeAll(async () => {
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    // Root in a sandbox-less container, and a closed network: keep Chromium from calling home.
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
 });
 afterAll(async () => {
   await browser?.close();
@@ -26,14 +15,7 @@ describe('GraphiQL in a browser', () => {
   it('loads from Pollen alone, runs a query with an Authorization header and shows the result', async () => {
     const { session } = await signUp(pollen, 'browser_user');
     const page = await browser.newPage();
-    const foreignRequests: string[] = [];
-    page.on('request', (request) => {
-      if (!request.url().startsWith(pollen.origin) && !request.url().startsWith('data:')) foreignRequests.push(request.url());
-    });
-    const consoleErrors: string[] = [];
-    page.on('console', (message) => {
-      if (message.type() === 'error') consoleErrors.push(message.text());
-    });
+    const { foreignRequests, consoleErrors } = watchPage(page, pollen.origin);
 
     await page.goto(pollen.url);
     expect(await page.title()).toBe('Pollen GraphiQL');

@@ -99,6 +99,12 @@ const CALL_SITES: Record<string, Query[]> = {
     { what: 'delete a checkpoint', collection: 'checkpoints', fields: ['_id'] },
     { what: "jobs' checkpoints (deletion)", collection: 'checkpoints', fields: ['jobId'] },
   ],
+  'src/modules/mlflow/mlflow.service.ts': [
+    { what: "jobs' MLflow mirrors", collection: 'mlflow_runs', fields: ['jobId'] },
+    { what: "record a job's MLflow run", collection: 'mlflow_runs', fields: ['jobId'] },
+    { what: "a mirror's status", collection: 'mlflow_runs', fields: ['jobId'] },
+    { what: "a job's MLflow mirror", collection: 'mlflow_runs', fields: ['jobId'] },
+  ],
   'src/modules/training/job.lifecycle.ts': [
     { what: 'next queued jobs, oldest first', collection: 'training_jobs', fields: ['status'] },
     { what: 'request a cancel', collection: 'training_jobs', fields: ['_id'] },

@@ -4,6 +4,7 @@ import type { Request } from 'express';
 import { GraphQLError } from 'graphql';
 import { DATABASE_RETRY_AFTER_SECONDS, databaseUnavailable, isDatabaseUnavailableError } from '../errors.js';
 import { byIdLoader, GroupedLoads } from '../db/loaders.js';
+import { clientAddress } from '../http/request-context.js';
 import type { Logger } from '../logger.js';
 import type { Viewer } from '../modules/auth/token.service.js';
 import { FlowerAppModel, type FlowerApp } from '../modules/apps/flower-app.model.js';
@@ -102,5 +103,5 @@ export async function contextOf(req: Request, services: Services, { signedLinks 
       throw error;
     }
   }
-  return createContext({ requestId: req.id, logger: req.log, viewer, services, clientAddress: req.socket.remoteAddress ?? 'unknown' });
+  return createContext({ requestId: req.id, logger: req.log, viewer, services, clientAddress: clientAddress(req) });
 }

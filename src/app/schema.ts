@@ -6,6 +6,7 @@ import type { PubSub } from '../pubsub/pubsub.js';
 import { AppResolver, ProjectAppsResolver } from '../modules/apps/app.resolver.js';
 import { AuthResolver } from '../modules/auth/auth.resolver.js';
 import { ProjectConfigsResolver, TrainingConfigResolver } from '../modules/configs/training-config.resolver.js';
+import { MlflowRunResolver, TrainingJobMlflowResolver } from '../modules/mlflow/mlflow.resolver.js';
 import { DeploymentResolver, NodeResolver, ProjectNodesResolver } from '../modules/nodes/node.resolver.js';
 import { ProjectMemberResolver, ProjectResolver } from '../modules/projects/project.resolver.js';
 import { CheckpointResolver } from '../modules/training/checkpoint.resolver.js';
@@ -19,6 +20,7 @@ export function buildPollenSchema(pubSub: PubSub): Promise<GraphQLSchema> {
       AuthResolver, UserResolver, ProjectResolver, ProjectMemberResolver, AppResolver, ProjectAppsResolver, TrainingConfigResolver,
       ProjectConfigsResolver,
       TrainingJobResolver, RoundMetricResolver, ProjectTrainingJobsResolver, CheckpointResolver, NodeResolver, DeploymentResolver, ProjectNodesResolver,
+      TrainingJobMlflowResolver, MlflowRunResolver,
     ],
     scalarsMap: [{ type: Date, scalar: DateTimeISOResolver }],
     // Services validate input themselves, to name each field in BAD_USER_INPUT errors.

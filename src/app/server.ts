@@ -9,8 +9,11 @@ import express from 'express';
 import { graphqlUploadExpress } from 'graphql-upload-ts';
 import type { Config } from '../config.js';
 import { connectDatabase, ensureIndexes, type Database } from '../db/database.js';
+import { dashboardRouter } from '../dashboard/dashboard.router.js';
 import { graphiqlRouter } from '../graphiql/graphiql.router.js';
 import { appArchiveRouter } from '../modules/apps/app-archive.router.js';
+import { browserSessionRouter } from '../modules/auth/browser-session.router.js';
+import { metricsExportRouter } from '../modules/training/metrics-export.router.js';
 import { checkpointRouter } from '../modules/training/checkpoint.router.js';
 import { contextOf, type Context } from './context.js';
 import { DATABASE_RETRY_AFTER_SECONDS, ErrorCode } from '../errors.js';
@@ -99,8 +102,13 @@ async function serve(config: Config, logger: Logger, database: Database): Promis
     if (readiness.ready) res.json({ status: 'ready', database: 'up' });
     else res.status(503).json({ status: 'unavailable', database: 'down', reason: readiness.reason });
   });
+  app.use(dashboardRouter());
+  app.use(browserSessionRouter(services.auth, {
+    refreshTokenTtlSeconds: config.refreshTokenTtlSeconds, secureCookie: config.nodeEnv === 'production',
+  }));
   app.use(graphiqlRouter());
   app.use(appArchiveRouter((req) => contextOf(req, services)));
+  app.use(metricsExportRouter((req) => contextOf(req, services)));
   app.use(checkpointRouter((req) => contextOf(req, services, { signedLinks: true })));
   app.use(
     '/graphql',

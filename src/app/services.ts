@@ -13,6 +13,8 @@ import { SignInLimiter } from '../modules/auth/sign-in.limiter.js';
 import { TokenService } from '../modules/auth/token.service.js';
 import { TrainingConfigModel } from '../modules/configs/training-config.model.js';
 import { TrainingConfigService } from '../modules/configs/training-config.service.js';
+import { MlflowRunModel } from '../modules/mlflow/mlflow-run.model.js';
+import { MlflowService } from '../modules/mlflow/mlflow.service.js';
 import { DeploymentLogLineModel, DeploymentModel } from '../modules/nodes/deployment.model.js';
 import { NodeModel } from '../modules/nodes/node.model.js';
 import { NodeService } from '../modules/nodes/node.service.js';
@@ -37,6 +39,7 @@ export interface Services {
   configs: TrainingConfigService;
   training: TrainingService;
   nodes: NodeService;
+  mlflow: MlflowService;
   pubsub: PubSub;
 }
 
@@ -58,6 +61,7 @@ export function createServices(config: Config, pubsub: PubSub, logger: Logger): 
     configs,
     training,
     nodes,
+    mlflow: new MlflowService(config.mlflowTrackingUri),
     pubsub,
   };
 }
@@ -65,5 +69,5 @@ export function createServices(config: Config, pubsub: PubSub, logger: Logger): 
 /** Every model whose indexes are created at start. */
 export const MODELS = [
   ClaimModel, UserModel, SessionModel, RefreshTokenModel, LoginFailureModel, LoginLockModel, ProjectModel, FlowerAppModel, TrainingConfigModel,
-  TrainingJobModel, RoundMetricModel, JobLogLineModel, CheckpointModel, NodeModel, DeploymentModel, DeploymentLogLineModel,
+  TrainingJobModel, RoundMetricModel, JobLogLineModel, CheckpointModel, NodeModel, DeploymentModel, DeploymentLogLineModel, MlflowRunModel,
 ];

@@ -1,6 +1,8 @@
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import type { PubSub } from '../pubsub/pubsub.js';
+import { MlflowClient } from '../modules/mlflow/mlflow.client.js';
+import { MlflowMirror } from '../modules/mlflow/mlflow.mirror.js';
 import { flowerJobLauncher } from '../runner/flower-run.js';
 import { GuardedProcess } from '../runner/guarded-process.js';
 import { Deployer } from '../runner/remote/deployer.js';
@@ -12,6 +14,8 @@ export interface Workers {
   /** Ends running jobs and deployments, stops the federations and every Flower process. */
   stop(): Promise<void>;
 }
+
+const MIRROR_STOP_GRACE_MS = 5_000;
 
 /**
  * What runs work beside the API: the training runner, and where jobs run (MAX_CONCURRENT_JOBS > 0)
@@ -27,6 +31,11 @@ export async function startWorkers(config: Config, services: Services, pubsub: P
     await federations.start();
     await deployer.start();
   }
+  const mirror = config.mlflowTrackingUri
+    ? new MlflowMirror(new MlflowClient(config.mlflowTrackingUri), services.mlflow, services, logger.child({ component: 'mlflow-mirror' }))
+    : undefined;
+  // Before the runner starts: it may claim a job at once.
+  if (mirror) services.training.observe(mirror);
   const runner = new TrainingRunner(services.training, pubsub,
     flowerJobLauncher(services.training, services.apps, { ...config, python: config.flowerPython }, federations, runnerLogger),
     { maxConcurrentJobs: config.maxConcurrentJobs, leaseMs: config.jobLeaseSeconds * 1000 }, runnerLogger);
@@ -34,6 +43,8 @@ export async function startWorkers(config: Config, services: Services, pubsub: P
   return {
     async stop() {
       await runner.stop();
+      // The jobs just stopped end their runs in MLflow too, if it answers in time.
+      await mirror?.stop(MIRROR_STOP_GRACE_MS);
       await deployer?.stop();
       await federations.stop();
       await Promise.all([...GuardedProcess.running].map((child) => child.stop()));

@@ -32,6 +32,11 @@ export function requestContext(logger: Logger) {
   };
 }
 
+/** The client's IP address, for per-client rate limits. */
+export function clientAddress(req: Request): string {
+  return req.socket.remoteAddress ?? 'unknown';
+}
+
 const STATUS_BY_CODE: Record<string, number> = {
   UNAUTHENTICATED: 401, FORBIDDEN: 403, NOT_FOUND: 404, BAD_USER_INPUT: 400, CONFLICT: 409, RATE_LIMITED: 429,
 };
@@ -54,6 +59,8 @@ export function httpErrorHandler(err: unknown, req: Request, res: Response, next
   if (status >= 500) req.log.error({ err }, 'unhandled request error');
   const message = status >= 500 ? 'Internal server error' : (err as Error).message || 'Bad request';
   const fallbackCode = status === 413 ? 'PAYLOAD_TOO_LARGE' : status >= 500 ? 'INTERNAL_SERVER_ERROR' : 'BAD_REQUEST';
+  const retryAfter = err instanceof GraphQLError ? err.extensions.retryAfterSeconds : undefined;
+  if (typeof retryAfter === 'number') res.set('retry-after', String(retryAfter));
   res.status(status).json({ errors: [{ message, extensions: { code: code ?? fallbackCode, requestId: req.id } }] });
 }
 

@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import type { FileUpload } from 'graphql-upload-ts';
 import { Types } from 'mongoose';
 import { deleteStoredFile, fileBucket, readStoredFile } from '../../db/files.js';
+import { readById } from '../../db/loaders.js';
 import { conflict, isDuplicateKeyError } from '../../errors.js';
 import { findPages, type Page, type PageRequest } from '../../db/paging.js';
 import type { TrainingService } from '../training/training.service.js';
@@ -88,6 +89,11 @@ export class AppService {
       // A concurrent upload of the same bytes won: answer with its app.
       return (await FlowerAppModel.findOne({ projectId, sha256: archive.sha256 }).lean<FlowerApp>().exec())!;
     }
+  }
+
+  /** An app by id, deleted ones included (their jobs keep their history). */
+  get(id: string): Promise<FlowerApp | null> {
+    return readById<FlowerApp>(FlowerAppModel, id);
   }
 
   /** A page of (not deleted) apps for each project, by project id. */

@@ -1,5 +1,6 @@
 import { Types } from 'mongoose';
 import { badUserInput, conflict, isDuplicateKeyError, type FieldViolation } from '../../errors.js';
+import { readById } from '../../db/loaders.js';
 import { findPages, type Page, type PageRequest } from '../../db/paging.js';
 import { hasControlCharacters, normalizeText, textViolation } from '../../graphql/text.js';
 import type { CreateTrainingConfigInput } from './training-config.inputs.js';
@@ -35,6 +36,10 @@ export class TrainingConfigService {
       }
     }
     throw conflict(`Too many concurrent saves of "${fields.name}": try again.`);
+  }
+
+  get(id: string): Promise<TrainingConfig | null> {
+    return readById<TrainingConfig>(TrainingConfigModel, id);
   }
 
   async deleteAllInProject(projectId: Types.ObjectId): Promise<void> {

@@ -116,6 +116,10 @@ export class ProjectService {
     })();
     return { lost, stop: () => void changes.return?.() };
   }
+  get(id: string): Promise<Project | null> {
+    return readById<Project>(ProjectModel, id);
+  }
+
   list(userId: string, args: PageRequest & { search?: string | null }): Promise<Page<Project>> {
     const filter: Record<string, unknown> = { 'members.userId': new Types.ObjectId(userId) };
     const search = args.search?.trim().toLowerCase();

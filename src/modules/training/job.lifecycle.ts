@@ -51,6 +51,8 @@ export class JobLifecycle {
     private readonly waitReason: (job: TrainingJob) => Promise<string | null>,
     /** What else changes when a job ends (the checkpoints it and its parent keep); never throws. */
     private readonly ended: (job: TrainingJob) => Promise<void>,
+    /** Told of every status change, after its subscribers (see JobObserver); never throws. */
+    private readonly changed: (job: TrainingJob) => void,
     private readonly logger: Logger,
   ) {}
 
@@ -163,6 +165,7 @@ export class JobLifecycle {
       { returnDocument: 'after' }).lean<TrainingJob>().exec();
     if (!job) return (await TrainingJobModel.findById(jobId).lean<TrainingJob>().exec()) ?? current;
     this.pubsub.publish(jobEvents(jobId), { type: 'updated', job });
+    this.changed(job);
     return job;
   }
 

@@ -9,6 +9,16 @@ export type JobEvent =
   | { type: 'metric'; metric: RoundMetric }
   | { type: 'log'; line: JobLogLine };
 
+/**
+ * Told of each status change and each metric stored, on the instance where it happened: for
+ * mirrors of jobs into other systems (MLflow). Must return at once and never throw: jobs do not
+ * wait for their mirrors.
+ */
+export interface JobObserver {
+  statusChanged(job: TrainingJob): void;
+  metricStored(job: TrainingJob, metric: RoundMetric): void;
+}
+
 export const jobEvents = (jobId: string) => topic<JobEvent>(`training-job.${jobId}`);
 /** Tells runners that there is work: a job was queued, or one should be cancelled. */
 export const runnerWakeUps = topic<{ cancelJobId?: string }>('training-runner.wake-up');

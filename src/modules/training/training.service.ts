@@ -22,7 +22,7 @@ import { bestRound, checkedStopRule, type StopRuleInput } from './stop-rule.js';
 import {
   FederationKind, isFinished, TrainingJobModel, TrainingJobStatus, UNFINISHED_STATUSES, type TrainingJob,
 } from './training-job.model.js';
-import { jobEvents, runnerWakeUps } from './training.events.js';
+import { jobEvents, runnerWakeUps, type JobObserver } from './training.events.js';
 
 export const LOG_LINES_KEPT = 5_000;
 
@@ -46,6 +46,7 @@ export class TrainingService {
   /** A job's states and transitions: the only code that writes a job's status. */
   readonly lifecycle: JobLifecycle;
   private readonly checkpoints = new CheckpointService();
+  private readonly observers: JobObserver[] = [];
   private readonly logLines = new LogLineStore<'jobId', JobLogLine>(JobLogLineModel, 'jobId', { kept: LOG_LINES_KEPT, trimEvery: 500 });
 
   constructor(
@@ -57,7 +58,13 @@ export class TrainingService {
     const lifecycleLogger = logger.child({ component: 'job-lifecycle' });
     this.lifecycle = new JobLifecycle(pubsub, (job) => this.remoteWaitReason(job),
       (job) => this.settleCheckpoints(job).catch((error) => lifecycleLogger.warn({ err: error, jobId: job._id }, 'could not settle checkpoints')),
+      (job) => this.observers.forEach((observer) => observer.statusChanged(job)),
       lifecycleLogger);
+  }
+
+  /** Adds a mirror of this instance's job events (see JobObserver). */
+  observe(observer: JobObserver): void {
+    this.observers.push(observer);
   }
 
   /** Checks the config against the app, then queues the job; a runner picks it up. */
@@ -257,7 +264,10 @@ export class TrainingService {
     } catch (error) {
       if (!isDuplicateKeyError(error)) throw error;
     }
-    if (metric) this.pubsub.publish(jobEvents(job._id.toHexString()), { type: 'metric', metric });
+    if (metric) {
+      this.pubsub.publish(jobEvents(job._id.toHexString()), { type: 'metric', metric });
+      for (const observer of this.observers) observer.metricStored(job, metric);
+    }
     // One runner records a job's metrics, one at a time: this read-then-write does not race.
     const current = await TrainingJobModel.findById(job._id, { currentRound: 1, latestMetricsJson: 1 }).lean<TrainingJob>().exec();
     if (!current) return;
