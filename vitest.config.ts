@@ -11,7 +11,7 @@ const require = createRequire(import.meta.url);
 const FLOWER_FILES = [
   'test/training.test.ts', 'test/training-faults.test.ts', 'test/instances.test.ts', 'test/remote-nodes.test.ts',
   'test/database-faults.test.ts', 'test/demo.test.ts', 'test/results.test.ts', 'test/dashboard.browser.test.ts',
-  'test/mlflow.test.ts',
+  'test/mlflow.test.ts', 'test/simulation.test.ts',
 ];
 
 const shared = {

@@ -374,10 +374,10 @@ export async function prepareDigitsJob(pollen, { rounds, clients }) {
   return { token, username, projectId, appId, configId };
 }
 
-export async function startTraining(pollen, job) {
+export async function startTraining(pollen, job, { federation = 'LOCAL' } = {}) {
   const { startTraining: started } = await graphql(pollen.url, job.token,
     'mutation($input: StartTrainingInput!) { startTraining(input: $input) { id } }',
-    { input: { appId: job.appId, configId: job.configId } });
+    { input: { appId: job.appId, configId: job.configId, federation } });
   return started.id;
 }
 

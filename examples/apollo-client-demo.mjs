@@ -5,6 +5,7 @@
 //
 //   npm run demo                      # against http://localhost:4000/graphql
 //   POLLEN_URL=http://host:4000/graphql npm run demo
+//   POLLEN_DEMO_CLIENTS=100 POLLEN_DEMO_FEDERATION=SIMULATION npm run demo   # 100 virtual clients
 //
 // Queries and mutations go over HTTP (uploads as GraphQL multipart requests, with the
 // apollo-require-preflight header Pollen's CSRF protection asks for); subscriptions go over
@@ -27,6 +28,8 @@ import WebSocket from 'ws';
 const url = process.env.POLLEN_URL ?? 'http://localhost:4000/graphql';
 const username = process.env.POLLEN_DEMO_USER ?? 'demo';
 const password = process.env.POLLEN_DEMO_PASSWORD ?? 'Demo!pass1';
+const clients = Number(process.env.POLLEN_DEMO_CLIENTS ?? 2);
+const federation = process.env.POLLEN_DEMO_FEDERATION ?? 'LOCAL';
 const appDir = fileURLToPath(new URL('./digits-app/', import.meta.url));
 const evaluateModel = fileURLToPath(new URL('./evaluate-digits-model.py', import.meta.url));
 // Python with numpy and scikit-learn: Pollen's own venv when the demo runs from its repository.
@@ -120,10 +123,10 @@ async function main() {
 
   const { data: { createTrainingConfig: config } } = await client.mutate({
     mutation: CREATE_CONFIG,
-    variables: { input: { projectId: project.id, name: 'demo', rounds: 3, clients: 2, learningRate: 0.1, modelType: 'logistic' } },
+    variables: { input: { projectId: project.id, name: `demo, ${clients} clients`, rounds: 3, clients, learningRate: 0.1, modelType: 'logistic' } },
   });
-  const { data: { startTraining: job } } = await client.mutate({ mutation: START, variables: { input: { appId: app.id, configId: config.id } } });
-  console.log(`Started training job ${job.id}: 3 rounds on 2 clients. Metrics as they arrive:\n`);
+  const { data: { startTraining: job } } = await client.mutate({ mutation: START, variables: { input: { appId: app.id, configId: config.id, federation } } });
+  console.log(`Started training job ${job.id}: 3 rounds on ${clients} clients (${federation}). Metrics as they arrive:\n`);
 
   const metrics = client.subscribe({ query: METRICS, variables: { jobId: job.id } }).subscribe({
     next: ({ data }) => {

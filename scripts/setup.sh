@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Pollen's one-stop setup. Idempotent, and fast when everything is done.
-#   scripts/setup.sh          build .tools/bin/ferretdb, the .venv (Flower) and the node wheelhouse
+#   scripts/setup.sh          build .tools/bin/ferretdb, .tools/lib (native helpers), the .venv (Flower) and the node wheelhouse
 #   scripts/setup.sh --test   also install what the tests need: system packages, the MLflow venv
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -19,6 +19,7 @@ done
 SCRIPTS="$REPO_ROOT/scripts"
 step "Pollen setup in $REPO_ROOT"
 bash "$SCRIPTS/build-ferretdb.sh"
+bash "$SCRIPTS/build-native.sh"
 bash "$SCRIPTS/setup-python.sh"
 bash "$SCRIPTS/prepare-wheelhouse.sh" # needs the .venv
 if (( with_test )); then

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -31,6 +32,8 @@ export interface Config {
   /** graphql-ws sockets one user may keep open on one instance. */
   maxSocketsPerUser: number;
   maxLocalSupernodes: number;
+  /** What a SIMULATION job's Simulation Engine may use: Ray's CPUs, one virtual client's share, Ray's object store. */
+  simulation: { cpus: number; clientCpus: number; clientGpus: number; objectStoreBytes: number };
   maxConcurrentJobs: number;
   nodeConnectTimeoutSeconds: number;
   roundTimeoutSeconds: number;
@@ -116,6 +119,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const maxSocketsPerUser = read('WS_MAX_SOCKETS_PER_USER', 50, integer(1, 1_000_000), 'expected an integer from 1 to 1000000');
 
   const maxLocalSupernodes = read('MAX_LOCAL_SUPERNODES', 8, integer(2, 64), 'expected an integer from 2 to 64');
+  // Half the cores by default: Pollen, its database and Ray's own services keep the rest.
+  const simulationCpus = read('SIMULATION_CPUS', Math.max(1, Math.floor(availableParallelism() / 2)), integer(1, 1024),
+    'expected an integer from 1 to 1024');
+  const simulationClientCpus = read('SIMULATION_CLIENT_CPUS', 1, integer(1, 1024), 'expected an integer from 1 to 1024');
+  const simulationClientGpus = read('SIMULATION_CLIENT_GPUS', 0, (raw) => {
+    const value = Number(raw);
+    return Number.isFinite(value) && value >= 0 && value <= 64 ? value : undefined;
+  }, 'expected a number from 0 to 64 (a fraction shares a GPU)');
+  const simulationObjectStoreMb = read('SIMULATION_OBJECT_STORE_MB', 256, integer(80, 1_048_576),
+    'expected an integer from 80 (Ray\'s minimum) to 1048576');
+  if (simulationClientCpus > simulationCpus) {
+    problems.push(`SIMULATION_CLIENT_CPUS=${simulationClientCpus} is more than SIMULATION_CPUS=${simulationCpus}: no virtual client could run`);
+  }
   const maxConcurrentJobs = read('MAX_CONCURRENT_JOBS', 1, integer(0, 64),
     'expected an integer from 0 (an instance that only serves the API) to 64');
   const nodeConnectTimeoutSeconds = read('NODE_CONNECT_TIMEOUT', 60, parseDurationSeconds,
@@ -145,7 +161,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     jwtSecret: jwtSecretFromEnv || developmentJwtSecret(dataDir),
     accessTokenTtlSeconds, refreshTokenTtlSeconds, corsOrigins,
     maxUploadBytes, maxJsonBodyBytes, logLevel, queryMaxDepth, queryMaxCost, signInRateLimit, maxSubscriptionsPerSocket, maxSocketsPerUser,
-    maxLocalSupernodes, maxConcurrentJobs, nodeConnectTimeoutSeconds, roundTimeoutSeconds, jobLeaseSeconds, flowerPython,
+    maxLocalSupernodes, maxConcurrentJobs,
+    simulation: {
+      cpus: simulationCpus, clientCpus: simulationClientCpus, clientGpus: simulationClientGpus,
+      objectStoreBytes: simulationObjectStoreMb * 1024 * 1024,
+    }, nodeConnectTimeoutSeconds, roundTimeoutSeconds, jobLeaseSeconds, flowerPython,
     fleetHost, mlflowTrackingUri,
   };
 }

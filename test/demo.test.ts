@@ -14,9 +14,10 @@ afterAll(async () => {
 });
 
 describe('npm run demo', () => {
-  it('signs up, uploads the example, trains 3 rounds on 2 clients, prints the metrics live and evaluates the final model locally', async () => {
+  // As the README's quick start shows it for a laptop: 100 virtual clients on the Simulation Engine.
+  it('signs up, uploads the example, trains 3 rounds on 100 simulated clients, prints the metrics live and evaluates the final model locally', async () => {
     const { stdout } = await promisify(execFile)('npm', ['run', '--silent', 'demo'], {
-      cwd: REPO_ROOT, env: { ...process.env, POLLEN_URL: pollen.url }, timeout: 240_000,
+      cwd: REPO_ROOT, env: { ...process.env, POLLEN_URL: pollen.url, POLLEN_DEMO_CLIENTS: '100', POLLEN_DEMO_FEDERATION: 'SIMULATION' }, timeout: 240_000,
     }).catch((error: Error & { stdout?: string; stderr?: string }) => {
       // The demo's own output says why it stopped; the rejection alone says only that it did.
       throw new Error(`${error.message}\n--- demo stdout:\n${error.stdout}\n--- demo stderr:\n${error.stderr}\n` +
@@ -24,6 +25,7 @@ describe('npm run demo', () => {
     });
     expect(stdout).toMatch(/Signed up as demo\./);
     expect(stdout).toMatch(/Uploaded digits-app 1\.0\.0; it declares num-server-rounds, learning-rate/);
+    expect(stdout).toMatch(/Started training job \w+: 3 rounds on 100 clients \(SIMULATION\)/);
     expect(stdout.match(/round [123] {2}TRAIN/g)).toHaveLength(3);
     expect(stdout.match(/round [123] {2}EVALUATE/g)).toHaveLength(3);
     expect(stdout).toMatch(/Final status: COMPLETED$/m);

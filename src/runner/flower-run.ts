@@ -14,7 +14,7 @@ import { StopRuleTracker } from '../modules/training/stop-rule.js';
 import { LOG_LINES_KEPT, type TrainingService } from '../modules/training/training.service.js';
 import { EventChannel, type ShimEvent, type ShimQuestion } from './event-channel.js';
 import type { Federation, RunSetup } from './federations/federation.js';
-import { startLocalFederation } from './federations/local-federation.js';
+import { startLocalFederation, type SimulationResources } from './federations/local-federation.js';
 import { useRemoteFederation, type ProjectSuperLinks } from './federations/remote-federation.js';
 import { RunOutput } from './run-output.js';
 import type { JobExecution, JobLauncher } from './training-runner.js';
@@ -35,6 +35,7 @@ export interface FlowerRunSettings {
   dataDir: string;
   nodeConnectTimeoutSeconds: number;
   roundTimeoutSeconds: number;
+  simulation: SimulationResources;
 }
 
 interface Deps {
@@ -142,7 +143,8 @@ class FlowerRun implements JobExecution {
     try {
       this.federation = this.job.federation === FederationKind.REMOTE
         ? await useRemoteFederation(setup, this.deps.superlinks)
-        : await startLocalFederation(setup, this.deps.settings.python);
+        : await startLocalFederation(setup, this.deps.settings.python,
+          this.job.federation === FederationKind.SIMULATION ? this.deps.settings.simulation : undefined);
     } catch (error) {
       throw new Error(this.output.reasonWithLog((error as Error).message));
     }
@@ -187,7 +189,7 @@ class FlowerRun implements JobExecution {
   private async submit(appDir: string): Promise<string> {
     const overrides = Object.entries(JSON.parse(this.job.runConfigJson) as Record<string, unknown>)
       .flatMap(([key, value]) => ['--run-config', `${key}=${tomlValue(value)}`]);
-    const { stdout } = await this.flwr(['run', appDir, this.federation!.name, ...overrides, '--format', 'json']);
+    const { stdout } = await this.flwr(['run', appDir, this.federation!.name, ...overrides, ...this.federation!.runArgs, '--format', 'json']);
     const answer = JSON.parse(stdout) as { success?: boolean; 'run-id'?: number | string; 'error-message'?: string };
     if (!answer.success || answer['run-id'] === undefined) {
       throw new Error(`Flower refused the run: ${answer['error-message'] ?? stdout.trim()}`);

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { zipDirectory } from './fixtures.js';
+import type { FederationKind } from '../generated/graphql.js';
 import type { GraphQLClient } from './graphql-client.js';
 import type { PollenProcess } from './pollen-process.js';
 
@@ -16,9 +17,10 @@ export async function signUp(pollen: PollenProcess, name = `user_${randomUUID().
   return { session: register, password: STRONG_PASSWORD, client: pollen.client(register.accessToken) };
 }
 
-/** Uploads an app folder, saves a config and starts training it; returns the queued job's id. */
+/** Uploads an app folder, saves a config and starts training it (2 clients, LOCAL, unless told); returns the queued job's id. */
 export async function queueJob(
   client: GraphQLClient, projectId: string, appDir: string, rounds: number, runConfig?: Record<string, unknown>,
+  { clients = 2, federation = 'LOCAL' }: { clients?: number; federation?: FederationKind } = {},
 ): Promise<string> {
   const { CreateTrainingConfigDocument, StartTrainingDocument, UploadAppDocument } = await import('../generated/graphql.js');
   const upload = await client.upload(UploadAppDocument, { projectId, file: null }, {
@@ -26,10 +28,10 @@ export async function queueJob(
   });
   if (upload.errors || !upload.data) throw new Error(`upload failed: ${JSON.stringify(upload.errors)}`);
   const { createTrainingConfig } = await client.data(CreateTrainingConfigDocument, {
-    input: { projectId, name: `${rounds} rounds`, rounds, clients: 2, runConfig },
+    input: { projectId, name: `${rounds} rounds`, rounds, clients, runConfig },
   });
   const { startTraining } = await client.data(StartTrainingDocument, {
-    input: { appId: upload.data.uploadApp.id, configId: createTrainingConfig.id },
+    input: { appId: upload.data.uploadApp.id, configId: createTrainingConfig.id, federation },
   });
   return startTraining.id;
 }

@@ -17,8 +17,14 @@ registerEnumType(TrainingJobStatus, { name: 'TrainingJobStatus' });
 export enum FederationKind {
   LOCAL = 'LOCAL',
   REMOTE = 'REMOTE',
+  SIMULATION = 'SIMULATION',
 }
-registerEnumType(FederationKind, { name: 'FederationKind' });
+registerEnumType(FederationKind, {
+  name: 'FederationKind',
+  valuesConfig: {
+    SIMULATION: { description: "Flower's Simulation Engine on the Pollen host: `clients` virtual SuperNodes (2 to 1000)." },
+  },
+});
 
 /** A job in one of these may still use its app and config. */
 export const UNFINISHED_STATUSES = [TrainingJobStatus.QUEUED, TrainingJobStatus.STARTING, TrainingJobStatus.RUNNING];

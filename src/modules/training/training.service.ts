@@ -110,11 +110,11 @@ export class TrainingService {
             'register and deploy more, or use a config with fewer clients',
         }]);
       }
-    } else if (config.clients > this.limits.maxLocalSupernodes) {
+    } else if (federation === FederationKind.LOCAL && config.clients > this.limits.maxLocalSupernodes) {
       throw badUserInput([{
         field: 'configId',
         message: `needs ${config.clients} SuperNodes, more than the ${this.limits.maxLocalSupernodes} a LOCAL federation may ` +
-          'start on this host (MAX_LOCAL_SUPERNODES)',
+          'start on this host (MAX_LOCAL_SUPERNODES); SIMULATION runs up to 1,000 virtual clients',
       }]);
     }
     const stopRule = checkedStopRule(options.stopWhen);

@@ -53,6 +53,8 @@ export interface Federation {
   readonly name: string;
   /** The environment of every `flwr` command against it. */
   readonly env: NodeJS.ProcessEnv;
+  /** What `flwr run` needs besides the app and the federation's name (a simulation's size and resources). */
+  readonly runArgs: readonly string[];
   /** Its SuperLink's Control API: a run's status, and stopping it. */
   readonly control: FlowerControl;
   /** A failed run's reason, with what the federation knows of why (REMOTE: the nodes not ONLINE). */

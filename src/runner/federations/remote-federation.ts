@@ -29,6 +29,7 @@ export async function useRemoteFederation(setup: RunSetup, superlinks: ProjectSu
   return {
     name: link.federation,
     env: link.env,
+    runArgs: [],
     control: link.control,
     // A failed REMOTE run names the project's nodes that are not ONLINE: the usual cause.
     async explainFailure(reason) {

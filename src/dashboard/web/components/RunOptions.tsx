@@ -3,9 +3,10 @@ import { PHASE_LABELS } from '../format';
 import type { FederationKind, MetricGoal, MetricPhase, StopRuleFieldsFragment, StopRuleInput } from '../generated/graphql';
 import { PHASES } from '../live/metric-store';
 
-// The federations a run may use; SIMULATION joins this list once the schema has it.
+// The federations a run may use.
 const FEDERATIONS: ReadonlyArray<{ kind: FederationKind; label: string }> = [
   { kind: 'LOCAL', label: 'Local: SuperNodes on the Pollen host' },
+  { kind: 'SIMULATION', label: 'Simulation: up to 1,000 virtual clients on the Pollen host' },
   { kind: 'REMOTE', label: "Remote: the project's deployed nodes" },
 ];
 
