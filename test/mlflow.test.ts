@@ -30,9 +30,9 @@ afterAll(async () => {
   await mlflow?.stop();
 });
 
-/** Trains the digits example for two rounds and waits for the job to end; returns its id. */
+/** Trains the digits example for two rounds (on the Simulation Engine: seconds) and waits for the job to end; returns its id. */
 async function trainTwoRounds(): Promise<string> {
-  const jobId = await queueJob(owner, projectId, DIGITS_APP, 2);
+  const jobId = await queueJob(owner, projectId, DIGITS_APP, 2, undefined, { federation: 'SIMULATION' });
   const socket = connectWebSocket(pollen.wsUrl, owner.token);
   try {
     await socket.subscribe(TrainingJobUpdatedDocument, { jobId }).ended;
@@ -78,11 +78,11 @@ describe('mirroring jobs into MLflow', () => {
     expect(job.mlflowRun!.url).toBe(`http://127.0.0.1:${gate.port}/#/experiments/${run.info.experiment_id}/runs/${run.info.run_id}`);
     expect(run.params).toMatchObject({
       'config.name': '2 rounds', 'config.version': '1', rounds: '2', clients: '2', learning_rate: '0.01', batch_size: '32',
-      federation: 'LOCAL', 'run_config.num-server-rounds': '2', 'run_config.learning-rate': '0.01', 'run_config.batch-size': '32',
+      federation: 'SIMULATION', 'run_config.num-server-rounds': '2', 'run_config.learning-rate': '0.01', 'run_config.batch-size': '32',
     });
     expect(run.tags).toMatchObject({
       'pollen.job_id': jobId, 'pollen.project_id': projectId, 'pollen.app_name': 'digits-app', 'pollen.app_version': '1.0.0',
-      'pollen.federation': 'LOCAL', 'pollen.status': 'COMPLETED', 'mlflow.user': 'mlflow_owner',
+      'pollen.federation': 'SIMULATION', 'pollen.status': 'COMPLETED', 'mlflow.user': 'mlflow_owner',
     });
     // Every numeric metric Pollen stored, as <phase>/<name> with the round as its step.
     for (const { round, phase, values } of job.metrics) {

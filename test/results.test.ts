@@ -18,7 +18,7 @@ const DIGITS_APP = path.join(REPO_ROOT, 'examples/digits-app');
 const EVALUATE_MODEL = path.join(REPO_ROOT, 'examples/evaluate-digits-model.py');
 const PYTHON = path.join(REPO_ROOT, '.venv/bin/python');
 
-// Five runs of the digits example side by side: each takes a round or two.
+// Five runs of the digits example side by side.
 const pollen = usePollen({ env: { MAX_CONCURRENT_JOBS: '5' } });
 let owner: GraphQLClient;
 let socket: WsConnection;
@@ -46,9 +46,10 @@ async function config(rounds: number): Promise<string> {
   return createTrainingConfig.id;
 }
 
+/** Starts a run on the Simulation Engine (a round takes well under a second; LOCAL keeps models the same way, see the dashboard and remote-node tests). */
 async function start(input: Omit<StartTrainingInput, 'configId'> & { rounds: number }): Promise<string> {
   const { rounds, ...rest } = input;
-  const { startTraining } = await owner.data(StartTrainingDocument, { input: { ...rest, configId: await config(rounds) } });
+  const { startTraining } = await owner.data(StartTrainingDocument, { input: { federation: 'SIMULATION', ...rest, configId: await config(rounds) } });
   return startTraining.id;
 }
 
