@@ -92,6 +92,11 @@ describe('a SIMULATION run', () => {
     expect(local.errors![0]!.message).toMatch(/MAX_LOCAL_SUPERNODES.*SIMULATION/);
     const { startTraining } = await client.data(StartTrainingDocument, { input: { appId, configId: createTrainingConfig.id, federation: 'SIMULATION' } });
     expect(startTraining).toMatchObject({ status: 'QUEUED', federation: 'SIMULATION', clients: 1000 });
+    // Past the simulation's limit, the config itself is refused, naming the field.
+    const tooMany = await client.request(CreateTrainingConfigDocument, { input: { projectId, name: 'too many', rounds: 3, clients: 1001 } });
+    expect(errorCode(tooMany)).toBe('BAD_USER_INPUT');
+    expect(tooMany.errors![0]!.extensions).toMatchObject({ field: 'clients' });
+    expect(tooMany.errors![0]!.message).toMatch(/clients: must be an integer from 2 to 1000/);
   });
 
   it('cancelled mid-run is CANCELLED with its metrics kept, and nothing of Ray or Flower is left', async () => {
