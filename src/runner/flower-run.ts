@@ -118,6 +118,19 @@ class FlowerRun implements JobExecution {
     return path.join(this.dir, 'checkpoints');
   }
 
+  /**
+   * Milliseconds from the claim to each step of the launch, logged once at the first TRAIN metric
+   * (bench/launch-overhead.mjs prints them as its breakdown).
+   */
+  private readonly launchPhases: Record<string, number> = {};
+  private readonly launchStartedAt = Date.now();
+
+  private markLaunch(phase: 'appUnpacked' | 'federationStarted' | 'submitted' | 'serverAppStarted' | 'firstRoundStarted' | 'firstTrainMetric'): void {
+    if (phase in this.launchPhases) return;
+    this.launchPhases[phase] = Date.now() - this.launchStartedAt;
+    if (phase === 'firstTrainMetric') this.deps.logger.info({ federation: this.job.federation, launchMs: this.launchPhases }, 'launch phases');
+  }
+
   private async launch(): Promise<void> {
     await rm(this.dir, { recursive: true, force: true });
     await mkdir(path.join(this.dir, 'flwr-home'), { recursive: true, mode: 0o700 });
@@ -125,6 +138,7 @@ class FlowerRun implements JobExecution {
     this.channel = await EventChannel.open((event) => this.onShimEvent(event), (question) => this.onShimQuestion(question));
     const appDir = path.join(this.dir, 'app');
     const serverapp = await this.prepareApp(appDir);
+    this.markLaunch('appUnpacked');
     const setup: RunSetup = {
       job: this.job, dir: this.dir, appDir,
       shim: { target: serverapp, address: this.channel.address, token: this.channel.token },
@@ -148,8 +162,10 @@ class FlowerRun implements JobExecution {
     } catch (error) {
       throw new Error(this.output.reasonWithLog((error as Error).message));
     }
+    this.markLaunch('federationStarted');
 
     this.flowerRunId = await this.submit(appDir);
+    this.markLaunch('submitted');
     await this.deps.training.recordFlowerRun(this.id, this.flowerRunId);
     this.lastProgressAt = Date.now();
     this.timers.push(setInterval(() => void this.pollStatus(), STATUS_POLL_MS));
@@ -231,13 +247,16 @@ class FlowerRun implements JobExecution {
     const at = new Date(event.at);
     switch (event.type) {
       case 'start':
+        this.markLaunch('serverAppStarted');
         void this.markRunning();
         break;
       case 'round':
+        if (event.round >= 1) this.markLaunch('firstRoundStarted');
         this.lastProgressAt = Date.now();
         this.judgeRoundsBefore(event.round);
         break;
       case 'metric':
+        if (event.phase === 'TRAIN') this.markLaunch('firstTrainMetric');
         this.lastProgressAt = Date.now();
         this.waitingForNodesSince = undefined;
         if (this.judgeRoundsBefore(event.round)) break;
