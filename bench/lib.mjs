@@ -132,7 +132,8 @@ export async function stopChild(child, graceMs) {
 /**
  * Starts `node dist/main.js` on a free port with a fresh DATA_DIR. `env` adds or overrides
  * settings; without MONGODB_URI in it Pollen starts its own embedded FerretDB under DATA_DIR.
- * `pid` is the Pollen (node) process itself, for /proc figures. Node gets the flags `npm start`
+ * `pid` is the Pollen (node) process itself, for /proc figures; `dataDir` its DATA_DIR (a job's files are in
+ * `dataDir/jobs/<jobId>`). Node gets the flags `npm start`
  * gives it, then `nodeArgs` (or POLLEN_NODE_ARGS, space-separated), e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`.
  */
 export async function startPollen({ env: settings = {}, nodeArgs = (process.env.POLLEN_NODE_ARGS ?? '').split(' ').filter(Boolean) } = {}) {
@@ -158,7 +159,7 @@ export async function startPollen({ env: settings = {}, nodeArgs = (process.env.
   });
   const url = await within(120_000, ready, 'Pollen to print its banner');
   pollens.push({ url, output });
-  return { url, wsUrl: url.replace(/^http/, 'ws'), output, pid: child.pid, stop };
+  return { url, wsUrl: url.replace(/^http/, 'ws'), output, pid: child.pid, dataDir, stop };
 }
 
 // ----------------------------------------------------------------------------- database
