@@ -4,14 +4,14 @@ import { defineConfig } from 'vitest/config';
 const require = createRequire(import.meta.url);
 
 /**
- * Files that train with real Flower processes, a dozen Python processes per run. On 2 cores two
- * of them at once only make each other slow, so they run one after another, while the files that
- * only talk to a Pollen run one after another beside them.
+ * Files that train with real Flower SuperNode processes (LOCAL and REMOTE), a dozen Python processes
+ * per run. On 2 cores two of them at once only make each other slow, so they run one after another,
+ * while the files that only talk to a Pollen, or train on the Simulation Engine (one Ray worker per
+ * run, SIMULATION_CPUS=1), run one after another beside them.
  */
 const FLOWER_FILES = [
   'test/training.test.ts', 'test/training-faults.test.ts', 'test/instances.test.ts', 'test/remote-nodes.test.ts',
-  'test/database-faults.test.ts', 'test/demo.test.ts', 'test/results.test.ts', 'test/dashboard.browser.test.ts',
-  'test/mlflow.test.ts', 'test/simulation.test.ts',
+  'test/database-faults.test.ts', 'test/results.test.ts', 'test/dashboard.browser.test.ts',
 ];
 
 const shared = {

@@ -28,7 +28,8 @@ describe('FerretDB stopped and restarted while Pollen serves', () => {
     const { session, client } = await signUp(pollen);
     const { createProject } = await client.data(CreateProjectDocument, { input: { name: 'through an outage' } });
     const running = await queueJob(client, createProject.id, DIGITS_APP, 2);
-    const waiting = await queueJob(client, createProject.id, DIGITS_APP, 1);
+    // The job that waits in line runs on the Simulation Engine: its one round takes a fraction of a second.
+    const waiting = await queueJob(client, createProject.id, DIGITS_APP, 1, undefined, { federation: 'SIMULATION' });
     const { trainingJob: before } = await client.data(TrainingJobDocument, { id: waiting });
 
     const socket = connectWebSocket(pollen.wsUrl, session.accessToken);

@@ -45,8 +45,9 @@ describe('a restart of Pollen', () => {
     const { session, client } = await signUp(first);
     const { createProject } = await client.data(CreateProjectDocument, { input: { name: 'restarts' } });
     const digits = path.join(REPO_ROOT, 'examples/digits-app');
-    const interrupted = await queueJob(client, createProject.id, digits, 100);
-    const waiting = await queueJob(client, createProject.id, digits, 2);
+    // On the Simulation Engine: what matters is the restart, and its rounds take a fraction of a second.
+    const interrupted = await queueJob(client, createProject.id, digits, 100, undefined, { federation: 'SIMULATION' });
+    const waiting = await queueJob(client, createProject.id, digits, 2, undefined, { federation: 'SIMULATION' });
 
     const socket = connectWebSocket(first.wsUrl, session.accessToken);
     const metrics = socket.subscribe(RoundMetricsDocument, { jobId: interrupted });
