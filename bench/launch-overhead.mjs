@@ -1,28 +1,54 @@
-// Launch overhead: startTraining -> first metric at a graphql-ws subscriber (Pollen starts a fresh
-// SuperLink and SuperNodes per job), versus `flwr run` -> first aggregate on a local federation
-// that is ALREADY running with every SuperNode online (the best case for a CLI user). The CLI side
-// sees aggregates through Pollen's ServerApp shim and a loopback listener like Pollen's EventChannel.
+// Launch overhead, for Pollen's LOCAL and SIMULATION federations: startTraining -> first metric at
+// a graphql-ws subscriber (Pollen starts a fresh federation per job: a SuperLink and SuperNodes, or
+// a SuperLink with --simulation), versus `flwr run` -> first aggregate on a federation of the same
+// kind that is ALREADY running (the best case for a CLI user): LOCAL with every SuperNode online,
+// SIMULATION a `flower-superlink --simulation` with the environment Pollen gives it. Both sides run
+// the same Flower processes with the same settings (Pollen's flowerEnv, its faster-polling
+// SuperNode, its flwr-simulation wrapper). The CLI side sees aggregates through Pollen's ServerApp
+// shim and a loopback listener like Pollen's EventChannel. Pollen's side is broken down into the
+// phases of its "launch phases" log line (src/runner/flower-run.ts, markLaunch).
 //
 //   node bench/launch-overhead.mjs [--trials=3] [--rounds=2]
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cpSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { parse as parseToml } from 'smol-toml';
 import {
-  connectWebSocket, DIGITS_APP, FLOWER_BIN, freePort, loadAverage, median, onCleanup, option, prepareDigitsJob,
-  printTable, REPO, runBenchmark, sleep, startPollen, startTraining, stopChild, subscribe, tempDir, untilJobEnds, within,
+  childPid, connectWebSocket, cpuSeconds, DIGITS_APP, FLOWER_BIN, freePort, loadAverage, median, onCleanup, option, prepareDigitsJob,
+  printTable, progress, REPO, runBenchmark, sleep, startPollen, startTraining, stopChild, subscribe, tempDir, untilJobEnds, within,
 } from './lib.mjs';
 
 const CLIENTS = 2;
 const TRIAL_TIMEOUT_MS = 5 * 60_000;
 const SHIM = path.join(REPO, 'src/runner/python/pollen_shim.py');
 const GUARD = path.join(REPO, 'src/runner/python/process_guard.py');
+/** Pollen's LOCAL SuperNode (Flower's, polling faster) and its flwr-simulation wrapper, as local-federation.ts uses them. */
+const SUPERNODE = path.join(REPO, 'src/runner/python/bin/flower-supernode');
+const SIMULATION_BIN = path.join(REPO, 'src/runner/python/simulation-bin');
+const LOOPBACK_BIND = path.join(REPO, '.tools/lib/libpollen-loopback.so');
 const PYTHON = path.join(FLOWER_BIN, 'python');
 const run = promisify(execFile);
+/** The environment of every Flower process and `flwr` command Pollen runs (from dist/, so `npm run build` first). */
+const { flowerEnv } = await import(pathToFileURL(path.join(REPO, 'dist/runner/flower-env.js')).href);
+
+/**
+ * SIMULATION resources, set explicitly on Pollen (SIMULATION_* settings, these are its defaults)
+ * so that the CLI baseline passes exactly the same --federation-config and Ray settings.
+ */
+const SIMULATION = {
+  cpus: Math.max(1, Math.floor(availableParallelism() / 2)), clientCpus: 1, clientGpus: 0, objectStoreMb: 256,
+};
+const SIMULATION_RUN_ARGS = ['--federation-config', [`num_supernodes=${CLIENTS}`, `init_args_num_cpus=${SIMULATION.cpus}`,
+  `client_resources_num_cpus=${SIMULATION.clientCpus}`, `client_resources_num_gpus=${SIMULATION.clientGpus}`].join(' ')];
+
+/** The phases of Pollen's "launch phases" log line, in order, in ms since the runner claimed the job. */
+const PHASES = ['appUnpacked', 'federationStarted', 'submitted', 'serverAppStarted', 'firstRoundStarted', 'firstTrainMetric'];
 
 // fromRound 0 replays anything stored before the subscription started, so no first metric is missed.
 const ROUND_METRICS = `subscription($jobId: ID!) { roundMetrics(jobId: $jobId, fromRound: 0) { round phase } }`;
@@ -39,49 +65,90 @@ function firstArrivals(startedAt) {
 
 // ------------------------------------------------------------------------------ Pollen side
 
-async function timePollenLaunch(pollen, job, client, rounds) {
+/** Collects Pollen's "launch phases" log lines (LOG_LEVEL=info), by job id. */
+function launchPhaseLog() {
+  const byJob = new Map();
+  const onLine = (line) => {
+    if (!line.includes('"launch phases"')) return;
+    try {
+      const entry = JSON.parse(line);
+      if (entry.msg === 'launch phases' && entry.jobId) byJob.set(entry.jobId, entry);
+    } catch {
+      // not a log line of Pollen's
+    }
+  };
+  const of = async (jobId) => {
+    for (let waited = 0; !byJob.has(jobId) && waited < 5_000; waited += 100) await sleep(100);
+    const entry = byJob.get(jobId);
+    if (!entry) throw new Error(`no "launch phases" log line for job ${jobId} (is LOG_LEVEL info?)`);
+    return entry;
+  };
+  return { onLine, of };
+}
+
+async function timePollenLaunch(pollen, job, client, rounds, federation, launchLog) {
+  // CPU that Pollen and its FerretDB spend from startTraining to the first TRAIN, while Flower starts on the same cores.
+  const ferretdb = childPid(pollen.pid, /ferretdb/);
+  const ownCpu = () => cpuSeconds(pollen.pid) + (ferretdb ? cpuSeconds(ferretdb) : 0);
+  const cpuBefore = ownCpu();
+  let cpuToTrain = NaN;
   const startedAt = Date.now();
-  const jobId = await startTraining(pollen, job);
+  const jobId = await startTraining(pollen, job, { federation });
   const { firsts, note } = firstArrivals(startedAt);
-  const metrics = subscribe(client, ROUND_METRICS, { jobId }, ({ roundMetrics }) => note(roundMetrics.phase, Date.now()));
+  const metrics = subscribe(client, ROUND_METRICS, { jobId }, ({ roundMetrics }) => {
+    if (roundMetrics.phase === 'TRAIN' && Number.isNaN(cpuToTrain)) cpuToTrain = ownCpu() - cpuBefore;
+    note(roundMetrics.phase, Date.now());
+  });
   // Waiting for the end keeps trials apart: Pollen runs one job at a time by default.
-  await within(TRIAL_TIMEOUT_MS, Promise.all([untilJobEnds(client, jobId), metrics]), `Pollen job ${jobId} (${rounds} rounds)`);
-  return firsts;
+  await within(TRIAL_TIMEOUT_MS, Promise.all([untilJobEnds(client, jobId), metrics]), `Pollen ${federation} job ${jobId} (${rounds} rounds)`);
+  const entry = await launchLog.of(jobId);
+  if (entry.federation !== federation) throw new Error(`job ${jobId} ran on ${entry.federation}, not ${federation}`);
+  // The line is written right after firstTrainMetric is marked: its time less that mark is the claim.
+  const claimMs = Date.parse(entry.time) - entry.launchMs.firstTrainMetric - startedAt;
+  return { ...firsts, phases: entry.launchMs, claimMs, cpuToTrain: cpuToTrain * 1000 };
 }
 
 // --------------------------------------------------------------------------------- CLI side
 
-async function timeCliLaunch(rounds) {
+async function timeCliLaunch(rounds, federationKind) {
   let onShimEvent = () => undefined;
   const federationStartedAt = Date.now();
-  const federation = await startLocalFederation((event, receivedAt) => onShimEvent(event, receivedAt));
+  const federation = await startFederation(federationKind, (event, receivedAt) => onShimEvent(event, receivedAt));
   const federationReadyMs = Date.now() - federationStartedAt;
   try {
     const startedAt = Date.now();
     const { firsts, note } = firstArrivals(startedAt);
+    const marks = { serverAppStarted: NaN, firstRoundStarted: NaN };
+    const mark = (key, receivedAt) => {
+      if (Number.isNaN(marks[key])) marks[key] = receivedAt - startedAt;
+    };
     const ended = new Promise((resolve) => {
       onShimEvent = (event, receivedAt) => {
+        if (event.type === 'start') mark('serverAppStarted', receivedAt);
+        if (event.type === 'round' && event.round >= 1) mark('firstRoundStarted', receivedAt);
         if (event.type === 'metric') note(event.phase, receivedAt);
         if (event.type === 'end') resolve(event);
       };
     });
     const answer = JSON.parse(await federation.flwr(['run', federation.appDir, 'local',
-      '--run-config', `num-server-rounds=${rounds}`, '--format', 'json']));
+      '--run-config', `num-server-rounds=${rounds}`, ...federation.runArgs, '--format', 'json']));
     const submittedMs = Date.now() - startedAt;
     if (!answer.success) throw new Error(`flwr run failed: ${JSON.stringify(answer)}`);
     const end = await within(TRIAL_TIMEOUT_MS, ended, `flwr run ${answer['run-id']} to end`);
     if (end.status !== 'completed') throw new Error(`flwr run ${answer['run-id']} ended ${end.status}: ${end.error}`);
-    return { ...firsts, submittedMs, federationReadyMs };
+    return { ...firsts, ...marks, submittedMs, federationReadyMs };
   } finally {
     await federation.stop();
   }
 }
 
 /**
- * What Pollen's LOCAL federation starts (src/runner/federations/local-federation.ts): a SuperLink and CLIENTS SuperNodes on
- * 127.0.0.1, an app copy with the shim in front of its ServerApp; resolves once every node is online.
+ * What Pollen's federations start (src/runner/federations/local-federation.ts): a SuperLink on
+ * 127.0.0.1 and an app copy with the shim in front of its ServerApp; then, for LOCAL, CLIENTS
+ * SuperNodes (resolves once every node is online), for SIMULATION nothing more (the SuperLink runs
+ * with --simulation and the environment Pollen gives it; resolves once it is healthy).
  */
-async function startLocalFederation(onShimEvent) {
+async function startFederation(kind, onShimEvent) {
   const dir = tempDir('pollen-bench-cli-');
   const flwrHome = path.join(dir, 'flwr-home');
   mkdirSync(flwrHome);
@@ -90,15 +157,7 @@ async function startLocalFederation(onShimEvent) {
   const linkPort = await freePort();
   writeFileSync(path.join(flwrHome, 'config.toml'),
     `[superlink]\ndefault = "local"\n\n[superlink.local]\naddress = "127.0.0.1:${linkPort}"\ninsecure = true\n`);
-  const env = {
-    ...process.env,
-    FLWR_TELEMETRY_ENABLED: '0',
-    FLWR_DISABLE_UPDATE_CHECK: '1',
-    FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION: '1',
-    FLWR_HOME: flwrHome,
-    PATH: `${FLOWER_BIN}${path.delimiter}${process.env.PATH ?? ''}`, // Flower starts flower-superexec, flwr-*app by name
-    PYTHONUNBUFFERED: '1',
-  };
+  const env = flowerEnv(PYTHON, flwrHome);
   const processes = [];
   const stop = async () => {
     await Promise.all(processes.map((child) => stopChild(child, 10_000)));
@@ -106,29 +165,47 @@ async function startLocalFederation(onShimEvent) {
   };
   onCleanup(stop);
 
-  // Only the SuperLink's tree (SuperExec -> flwr-serverapp) needs the shim's settings.
-  const superlink = startGuarded(dir, 'superlink', 'flower-superlink', ['--insecure', '--host', '127.0.0.1',
-    '--port', String(linkPort), '--database', path.join(dir, 'state.db'), '--disable-runtime-dependency-installation'],
-  { ...env, POLLEN_SHIM_TARGET: target, POLLEN_EVENTS_ADDRESS: events.address, POLLEN_EVENTS_TOKEN: events.token });
+  // Only the SuperLink's tree (SuperExec -> flwr-serverapp or flwr-simulation) needs the shim's settings.
+  const simulation = kind === 'SIMULATION';
+  const superlink = startGuarded(dir, 'superlink', [path.join(FLOWER_BIN, 'flower-superlink'), '--insecure', '--host', '127.0.0.1',
+    '--port', String(linkPort), '--database', path.join(dir, 'state.db'), '--disable-runtime-dependency-installation',
+    ...(simulation ? ['--simulation'] : [])],
+  { ...env, POLLEN_SHIM_TARGET: target, POLLEN_EVENTS_ADDRESS: events.address, POLLEN_EVENTS_TOKEN: events.token,
+    ...(simulation ? simulationEnv(env) : {}) });
   processes.push(superlink);
   await waitForHealth(linkPort, superlink, dir);
+  const flwr = async (args) => (await run(path.join(FLOWER_BIN, 'flwr'), args, { env, cwd: dir, timeout: 60_000 })).stdout;
+  if (simulation) return { appDir, flwr, stop, runArgs: SIMULATION_RUN_ARGS };
   for (let partition = 0; partition < CLIENTS; partition += 1) {
-    processes.push(startGuarded(dir, `supernode-${partition}`, 'flower-supernode', ['--insecure',
+    processes.push(startGuarded(dir, `supernode-${partition}`, [PYTHON, SUPERNODE, '--insecure',
       '--superlink', `127.0.0.1:${linkPort}`, '--host', '127.0.0.1', '--port', String(await freePort()),
       '--node-config', `partition-id=${partition} num-partitions=${CLIENTS}`], env));
   }
-  const flwr = async (args) => (await run(path.join(FLOWER_BIN, 'flwr'), args, { env, cwd: dir, timeout: 60_000 })).stdout;
   await within(60_000, untilNodesOnline(flwr), `${CLIENTS} SuperNodes to be online`);
-  return { appDir, flwr, stop };
+  return { appDir, flwr, stop, runArgs: [] };
+}
+
+/** The SuperLink environment of Pollen's SIMULATION federation (simulationEnv() in local-federation.ts), Ray's files in a short temporary directory. */
+function simulationEnv(env) {
+  return {
+    PATH: `${SIMULATION_BIN}${path.delimiter}${env.PATH}`,
+    POLLEN_PYTHON: PYTHON,
+    POLLEN_RAY_TEMP_DIR: tempDir('pollen-bench-ray-'),
+    POLLEN_RAY_OBJECT_STORE_BYTES: String(SIMULATION.objectStoreMb * 1024 * 1024),
+    RAY_USAGE_STATS_ENABLED: '0',
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER: '0',
+    LD_PRELOAD: LOOPBACK_BIND,
+    RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO: '0',
+  };
 }
 
 /**
  * Runs a Flower command under Pollen's process_guard.py, which stops every process it starts
  * (Flower puts some in sessions of their own), also when this script dies (its stdin closes).
  */
-function startGuarded(dir, name, command, args, env) {
+function startGuarded(dir, name, commandLine, env) {
   const log = openSync(path.join(dir, `${name}.log`), 'a');
-  const child = spawn(PYTHON, [GUARD, path.join(FLOWER_BIN, command), ...args],
+  const child = spawn(PYTHON, [GUARD, ...commandLine],
     { env, cwd: dir, detached: true, stdio: ['pipe', log, log] });
   child.stdin.on('error', () => undefined);
   onCleanup(() => stopChild(child, 10_000));
@@ -210,36 +287,101 @@ async function listenForShimEvents(onEvent) {
 
 // -------------------------------------------------------------------------------------- main
 
+const FEDERATIONS = ['LOCAL', 'SIMULATION'];
+const s = (value) => (Number.isFinite(value) ? (value / 1000).toFixed(2) : '-');
+const medianOf = (runs, pick) => median(runs.map(pick).filter(Number.isFinite));
+const medianGap = (runs, pick, pickBefore) => medianOf(runs, (r) => pick(r) - pickBefore(r));
+
 await runBenchmark(async () => {
   const trials = option('trials', 3);
   const rounds = option('rounds', 2);
   const loadBefore = loadAverage();
 
-  const pollen = await startPollen();
+  // LOG_LEVEL info for the "launch phases" line; the SIMULATION_* settings are Pollen's defaults, made explicit.
+  const launchLog = launchPhaseLog();
+  const pollen = await startPollen({
+    env: {
+      LOG_LEVEL: 'info', SIMULATION_CPUS: String(SIMULATION.cpus), SIMULATION_CLIENT_CPUS: String(SIMULATION.clientCpus),
+      SIMULATION_CLIENT_GPUS: String(SIMULATION.clientGpus), SIMULATION_OBJECT_STORE_MB: String(SIMULATION.objectStoreMb),
+    },
+    onLine: launchLog.onLine,
+  });
   const job = await prepareDigitsJob(pollen, { rounds, clients: CLIENTS });
   const client = await connectWebSocket(pollen.wsUrl, job.token);
 
-  const pollenRuns = [];
-  const cliRuns = [];
+  const runs = Object.fromEntries(FEDERATIONS.map((kind) => [kind, { pollen: [], cli: [] }]));
+  // Which side goes first alternates from trial to trial, so that neither always follows the other.
   for (let trial = 1; trial <= trials; trial += 1) {
-    pollenRuns.push(await timePollenLaunch(pollen, job, client, rounds));
-    cliRuns.push(await timeCliLaunch(rounds));
-    console.error(`trial ${trial}/${trials} done`);
+    for (const kind of FEDERATIONS) {
+      const sides = [
+        async () => {
+          const r = await timePollenLaunch(pollen, job, client, rounds, kind, launchLog);
+          runs[kind].pollen.push(r);
+          progress(`trial ${trial} ${kind} pollen: first TRAIN ${s(r.train)} s, claim ${s(r.claimMs)} s, ` +
+            PHASES.map((name) => `${name} ${s(r.phases[name])}`).join(', '));
+        },
+        async () => {
+          const r = await timeCliLaunch(rounds, kind);
+          runs[kind].cli.push(r);
+          progress(`trial ${trial} ${kind} cli: federation ${s(r.federationReadyMs)} s, submitted ${s(r.submittedMs)}, ` +
+            `serverAppStarted ${s(r.serverAppStarted)}, firstRoundStarted ${s(r.firstRoundStarted)}, first TRAIN ${s(r.train)}`);
+        },
+      ];
+      for (const side of trial % 2 ? sides : sides.reverse()) await side();
+    }
+    progress(`trial ${trial}/${trials} done (load average ${loadAverage()})`);
   }
 
-  const s = (value) => (Number.isFinite(value) ? (value / 1000).toFixed(2) : '-');
-  const medianOf = (runs, key) => median(runs.map((r) => r[key]));
-  console.log(`\nlaunch overhead: digits app, ${rounds} rounds, ${CLIENTS} clients, ${trials} trials per side (alternating)`);
-  console.log('Pollen: startTraining -> first metric at a subscriber (fresh federation per job)');
-  console.log('CLI:    flwr run -> first aggregate at the shim listener (federation already up, nodes online)');
-  printTable(['seconds', 'first metric', 'first TRAIN', 'flwr run returned', 'federation ready'], [
-    ...pollenRuns.map((r, i) => [`pollen #${i + 1}`, s(r.any), s(r.train), '-', '-']),
-    ...cliRuns.map((r, i) => [`cli #${i + 1}`, s(r.any), s(r.train), s(r.submittedMs), s(r.federationReadyMs)]),
-    ['pollen median', s(medianOf(pollenRuns, 'any')), s(medianOf(pollenRuns, 'train')), '-', '-'],
-    ['cli median', s(medianOf(cliRuns, 'any')), s(medianOf(cliRuns, 'train')), s(medianOf(cliRuns, 'submittedMs')),
-      s(medianOf(cliRuns, 'federationReadyMs'))],
-  ]);
-  const ratio = (key) => (medianOf(pollenRuns, key) / medianOf(cliRuns, key)).toFixed(2);
-  console.log(`ratio Pollen/CLI (medians): first metric ${ratio('any')}x, first TRAIN ${ratio('train')}x`);
+  console.log(`\nlaunch overhead: digits app, ${rounds} rounds, ${CLIENTS} clients, ${trials} trials per side and federation ` +
+    '(LOCAL then SIMULATION in each trial; Pollen first in odd trials, the CLI first in even ones)');
+  console.log('Pollen: startTraining -> first metric at a subscriber (a fresh federation per job)');
+  console.log('CLI:    flwr run -> first aggregate at the shim listener (federation already up: LOCAL nodes online, SIMULATION SuperLink healthy)');
+  console.log(`SIMULATION on both sides: ${SIMULATION_RUN_ARGS[1]}, Ray object store ${SIMULATION.objectStoreMb} MiB`);
+  const summary = [];
+  for (const kind of FEDERATIONS) {
+    const { pollen: pollenRuns, cli: cliRuns } = runs[kind];
+    console.log(`\n${kind}: every trial, seconds`);
+    printTable(['seconds', 'first metric', 'first TRAIN', 'flwr run returned', 'federation ready', 'Pollen+FerretDB CPU to first TRAIN'], [
+      ...pollenRuns.map((r, i) => [`pollen #${i + 1}`, s(r.any), s(r.train), '-', '-', s(r.cpuToTrain)]),
+      ...cliRuns.map((r, i) => [`cli #${i + 1}`, s(r.any), s(r.train), s(r.submittedMs), s(r.federationReadyMs), '-']),
+      ['pollen median', s(medianOf(pollenRuns, (r) => r.any)), s(medianOf(pollenRuns, (r) => r.train)), '-', '-',
+        s(medianOf(pollenRuns, (r) => r.cpuToTrain))],
+      ['cli median', s(medianOf(cliRuns, (r) => r.any)), s(medianOf(cliRuns, (r) => r.train)), s(medianOf(cliRuns, (r) => r.submittedMs)),
+        s(medianOf(cliRuns, (r) => r.federationReadyMs)), '-'],
+    ]);
+
+    // Pollen's phases are ms since the claim; the CLI's since `flwr run` started, its federation before that.
+    const phase = (name) => (r) => (name === 'claim' ? 0 : r.phases[name]);
+    const cliAt = { submitted: (r) => r.submittedMs, serverAppStarted: (r) => r.serverAppStarted,
+      firstRoundStarted: (r) => r.firstRoundStarted, firstTrainMetric: (r) => r.train };
+    const cliOrder = ['submitted', 'serverAppStarted', 'firstRoundStarted', 'firstTrainMetric'];
+    const rows = [
+      ['startTraining -> claim', s(medianOf(pollenRuns, (r) => r.claimMs)), '-', '-', '-'],
+      ['federation start (CLI: before its clock)', '-', '-', '-', s(medianOf(cliRuns, (r) => r.federationReadyMs))],
+    ];
+    PHASES.forEach((name, index) => {
+      const before = index === 0 ? 'claim' : PHASES[index - 1];
+      const cliIndex = cliOrder.indexOf(name);
+      rows.push([name, s(medianOf(pollenRuns, phase(name))), s(medianGap(pollenRuns, phase(name), phase(before))),
+        cliIndex < 0 ? '-' : s(medianOf(cliRuns, cliAt[name])),
+        cliIndex < 0 ? '-' : s(cliIndex === 0 ? medianOf(cliRuns, cliAt[name]) : medianGap(cliRuns, cliAt[name], cliAt[cliOrder[cliIndex - 1]]))]);
+    });
+    rows.push(['first TRAIN at subscriber / listener', s(medianOf(pollenRuns, (r) => r.train)), '-', s(medianOf(cliRuns, (r) => r.train)), '-']);
+    console.log(`\n${kind}: Pollen's launch phases (median over trials; Pollen since the runner claimed the job, CLI since flwr run; ` +
+      'gap = median of each trial\'s time since the phase above)');
+    printTable(['phase', 'Pollen at', 'Pollen gap', 'CLI at', 'CLI gap'], rows);
+
+    const pollenTrain = medianOf(pollenRuns, (r) => r.train);
+    const cliTrain = medianOf(cliRuns, (r) => r.train);
+    const cliCold = medianOf(cliRuns, (r) => r.federationReadyMs + r.train);
+    const federationGap = medianGap(pollenRuns, phase('federationStarted'), phase('appUnpacked'));
+    summary.push([kind, s(pollenTrain), s(cliTrain), `${(pollenTrain / cliTrain).toFixed(2)}x`, s(pollenTrain - cliTrain),
+      s(federationGap), s(cliCold), `${(pollenTrain / cliCold).toFixed(2)}x`]);
+  }
+
+  console.log('\nfirst TRAIN, medians: Pollen (startTraining -> subscriber) against the CLI on a running federation, ' +
+    'and against the CLI counting its federation start');
+  printTable(['federation', 'Pollen s', 'CLI s', 'Pollen/CLI', 'Pollen - CLI s', 'Pollen federation start s',
+    'CLI incl. federation start s', 'Pollen/that'], summary);
   console.log(`load average before: ${loadBefore}; after: ${loadAverage()}`);
 });

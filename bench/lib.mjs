@@ -135,8 +135,10 @@ export async function stopChild(child, graceMs) {
  * `pid` is the Pollen (node) process itself, for /proc figures; `dataDir` its DATA_DIR (a job's files are in
  * `dataDir/jobs/<jobId>`). Node gets the flags `npm start`
  * gives it, then `nodeArgs` (or POLLEN_NODE_ARGS, space-separated), e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`.
+ * `onLine`, if given, gets every line Pollen writes (stdout and stderr) as it arrives, beyond the
+ * last 200 that `output` keeps.
  */
-export async function startPollen({ env: settings = {}, nodeArgs = (process.env.POLLEN_NODE_ARGS ?? '').split(' ').filter(Boolean) } = {}) {
+export async function startPollen({ env: settings = {}, nodeArgs = (process.env.POLLEN_NODE_ARGS ?? '').split(' ').filter(Boolean), onLine } = {}) {
   const dataDir = tempDir('pollen-bench-data-');
   const env = { ...process.env, PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...settings };
   if (!settings.MONGODB_URI) delete env.MONGODB_URI; // unset: Pollen starts its own FerretDB under DATA_DIR
@@ -151,6 +153,7 @@ export async function startPollen({ env: settings = {}, nodeArgs = (process.env.
       createInterface({ input: stream }).on('line', (line) => {
         output.push(line);
         if (output.length > 200) output.shift();
+        onLine?.(line);
         const banner = /^Pollen ready at (\S+)$/.exec(line);
         if (banner) resolve(banner[1]);
       });
