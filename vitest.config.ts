@@ -7,7 +7,8 @@ const require = createRequire(import.meta.url);
  * Files that train with real Flower SuperNode processes (LOCAL and REMOTE), a dozen Python processes
  * per run. On 2 cores two of them at once only make each other slow, so they run one after another,
  * while the files that only talk to a Pollen, or train on the Simulation Engine (one Ray worker per
- * run, SIMULATION_CPUS=1), run one after another beside them.
+ * run, SIMULATION_CPUS=1), run one after another beside them. `npm test` (scripts/test.sh) runs the
+ * two lanes in two vitest processes at once.
  */
 const FLOWER_FILES = [
   'test/training.test.ts', 'test/training-faults.test.ts', 'test/instances.test.ts', 'test/remote-nodes.test.ts',
