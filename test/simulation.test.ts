@@ -115,7 +115,7 @@ describe('a SIMULATION run', () => {
     await expect.poll(() => jobProcesses(pollen, jobId), { timeout: 15_000 }).toEqual([]);
   }, 300_000);
 
-  it('whose Pollen is killed with SIGKILL leaves no Ray process, and the restart fails it', async () => {
+  it('whose Pollen is killed with SIGKILL leaves no Ray process, and the restart fails it and removes the rest', async () => {
     const env = { JOB_LEASE: '3s' };
     const first = await pollenWithProject(env);
     const jobId = await queueJob(first.client, first.projectId, DIGITS, 100, undefined, { clients: 10, federation: 'SIMULATION' });
@@ -128,6 +128,8 @@ describe('a SIMULATION run', () => {
     // Without Pollen, the federation's guard (its stdin closed) ends the whole tree, Ray included.
     await expect.poll(() => jobProcesses(first.pollen, jobId), { timeout: 20_000 }).toEqual([]);
 
+    // What it leaves is the short link to the job's Ray directory; the next start removes it.
+    expect(existsSync(path.join(tmpdir(), `pollen-ray-${jobId}`))).toBe(true);
     const second = await PollenProcess.start({ env, database: first.pollen.database, dataDir: first.pollen.dataDir });
     try {
       const client = second.client(first.session.accessToken);
@@ -135,6 +137,7 @@ describe('a SIMULATION run', () => {
         .toBe('FAILED');
       const { trainingJob } = await client.data(TrainingJobDocument, { id: jobId });
       expect(trainingJob!.statusReason).toMatch(/^Interrupted by a restart at round \d+/);
+      expect(existsSync(path.join(tmpdir(), `pollen-ray-${jobId}`))).toBe(false);
     } finally {
       await second.stop();
     }

@@ -14,7 +14,7 @@ import { StopRuleTracker } from '../modules/training/stop-rule.js';
 import { LOG_LINES_KEPT, type TrainingService } from '../modules/training/training.service.js';
 import { EventChannel, type ShimEvent, type ShimQuestion } from './event-channel.js';
 import type { Federation, RunSetup } from './federations/federation.js';
-import { startLocalFederation, type SimulationResources } from './federations/local-federation.js';
+import { removeLeftRayLinks, startLocalFederation, type SimulationResources } from './federations/local-federation.js';
 import { useRemoteFederation, type ProjectSuperLinks } from './federations/remote-federation.js';
 import { RunOutput } from './run-output.js';
 import type { JobExecution, JobLauncher } from './training-runner.js';
@@ -53,7 +53,13 @@ export function flowerJobLauncher(
   superlinks: ProjectSuperLinks,
   logger: Logger,
 ): JobLauncher {
-  return (job) => FlowerRun.start(job, { training, apps, settings, superlinks, logger: logger.child({ jobId: job._id.toHexString() }) });
+  // What a killed Pollen left of its simulations goes before any run of this one starts.
+  const leftoversRemoved = removeLeftRayLinks(settings.dataDir)
+    .catch((error: Error) => logger.warn({ err: error }, 'could not remove the Ray links a previous Pollen left'));
+  return async (job) => {
+    await leftoversRemoved;
+    return FlowerRun.start(job, { training, apps, settings, superlinks, logger: logger.child({ jobId: job._id.toHexString() }) });
+  };
 }
 
 /**

@@ -1,4 +1,4 @@
-import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +25,23 @@ export interface SimulationResources {
   clientCpus: number;
   clientGpus: number;
   objectStoreBytes: number;
+}
+
+const RAY_LINK_PREFIX = 'pollen-ray-';
+const rayLinkOf = (jobId: string) => path.join(tmpdir(), `${RAY_LINK_PREFIX}${jobId}`);
+
+/**
+ * Removes the short links to Ray's directories that runs of this DATA_DIR left behind when Pollen
+ * was killed (a run that ends removes its own); at start, before any run of this instance begins.
+ */
+export async function removeLeftRayLinks(dataDir: string): Promise<void> {
+  const jobs = path.join(dataDir, 'jobs') + path.sep;
+  for (const name of await readdir(tmpdir())) {
+    if (!name.startsWith(RAY_LINK_PREFIX)) continue;
+    const link = path.join(tmpdir(), name);
+    const target = await readlink(link).catch(() => '');
+    if (target.startsWith(jobs)) await rm(link, { force: true });
+  }
 }
 
 /**
@@ -58,7 +75,7 @@ class LocalFederation implements Federation {
 
   constructor(private readonly setup: RunSetup, private readonly python: string, private readonly simulation?: SimulationResources) {
     this.env = flowerEnv(python, path.join(setup.dir, 'flwr-home'));
-    this.rayLink = path.join(tmpdir(), `pollen-ray-${setup.job._id.toHexString()}`);
+    this.rayLink = rayLinkOf(setup.job._id.toHexString());
     this.runArgs = simulation ? ['--federation-config', [
       `num_supernodes=${setup.job.clients}`, `init_args_num_cpus=${simulation.cpus}`,
       `client_resources_num_cpus=${simulation.clientCpus}`, `client_resources_num_gpus=${simulation.clientGpus}`,
