@@ -5,10 +5,9 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   CancelTrainingDocument, CreateProjectDocument, CreateTrainingConfigDocument, JobResultsDocument, RoundMetricsDocument, StartTrainingDocument,
-  TrainingJobDocument, TrainingJobUpdatedDocument, UploadAppDocument,
+  TrainingJobDocument, TrainingJobUpdatedDocument,
 } from './generated/graphql.js';
-import { zipDirectory } from './support/fixtures.js';
-import { connectWebSocket, errorCode, PollenProcess, processesIn, queueJob, REPO_ROOT, signUp, type GraphQLClient } from './support/testkit.js';
+import { connectWebSocket, errorCode, PollenProcess, processesIn, queueJob, REPO_ROOT, signUp, uploadAppDir } from './support/testkit.js';
 
 // SIMULATION runs the app on Flower's Simulation Engine: `clients` virtual SuperNodes as Ray
 // actors in the job's own process tree, on this host, with everything else a job has.
@@ -83,7 +82,7 @@ describe('a SIMULATION run', () => {
 
   it('is the federation for more clients than a LOCAL run may start, up to 1,000', async () => {
     const { client, projectId } = await pollenWithProject({ MAX_CONCURRENT_JOBS: '0' });
-    const appId = await uploadDigits(client, projectId);
+    const appId = await uploadAppDir(client, projectId, DIGITS);
     const { createTrainingConfig } = await client.data(CreateTrainingConfigDocument, {
       input: { projectId, name: 'many clients', rounds: 3, clients: 1000 },
     });
@@ -144,7 +143,3 @@ describe('a SIMULATION run', () => {
   }, 300_000);
 });
 
-async function uploadDigits(client: GraphQLClient, projectId: string): Promise<string> {
-  const upload = await client.upload(UploadAppDocument, { projectId, file: null }, { file: { bytes: await zipDirectory(DIGITS), filename: 'digits-app.zip' } });
-  return upload.data!.uploadApp.id;
-}

@@ -38,6 +38,8 @@ export interface FlowerRunSettings {
   simulation: SimulationResources;
 }
 
+type LaunchPhase = 'appUnpacked' | 'federationStarted' | 'submitted' | 'serverAppStarted' | 'firstRoundStarted' | 'firstTrainMetric';
+
 interface Deps {
   training: TrainingService; apps: AppService; settings: FlowerRunSettings; superlinks: ProjectSuperLinks; logger: Logger;
 }
@@ -93,6 +95,12 @@ class FlowerRun implements JobExecution {
   private recording: Promise<void> = Promise.resolve();
   /** The job's stop rule, judged round by round. */
   private readonly stopRule?: StopRuleTracker;
+  /**
+   * Milliseconds from the claim to each step of the launch, logged once at the first TRAIN metric
+   * (bench/launch-overhead.mjs prints them as its breakdown).
+   */
+  private readonly launchPhases: Partial<Record<LaunchPhase, number>> = {};
+  private readonly launchStartedAt = Date.now();
 
   private constructor(private readonly job: TrainingJob, private readonly deps: Deps) {
     this.outcome = new Promise((resolve) => (this.settle = resolve));
@@ -124,14 +132,7 @@ class FlowerRun implements JobExecution {
     return path.join(this.dir, 'checkpoints');
   }
 
-  /**
-   * Milliseconds from the claim to each step of the launch, logged once at the first TRAIN metric
-   * (bench/launch-overhead.mjs prints them as its breakdown).
-   */
-  private readonly launchPhases: Record<string, number> = {};
-  private readonly launchStartedAt = Date.now();
-
-  private markLaunch(phase: 'appUnpacked' | 'federationStarted' | 'submitted' | 'serverAppStarted' | 'firstRoundStarted' | 'firstTrainMetric'): void {
+  private markLaunch(phase: LaunchPhase): void {
     if (phase in this.launchPhases) return;
     this.launchPhases[phase] = Date.now() - this.launchStartedAt;
     if (phase === 'firstTrainMetric') this.deps.logger.info({ federation: this.job.federation, launchMs: this.launchPhases }, 'launch phases');

@@ -17,21 +17,28 @@ export async function signUp(pollen: PollenProcess, name = `user_${randomUUID().
   return { session: register, password: STRONG_PASSWORD, client: pollen.client(register.accessToken) };
 }
 
+/** Zips an app folder and uploads it to the project; returns the app's id. */
+export async function uploadAppDir(client: GraphQLClient, projectId: string, appDir: string): Promise<string> {
+  const { UploadAppDocument } = await import('../generated/graphql.js');
+  const upload = await client.upload(UploadAppDocument, { projectId, file: null }, {
+    file: { bytes: await zipDirectory(appDir), filename: `${path.basename(appDir)}.zip` },
+  });
+  if (upload.errors || !upload.data) throw new Error(`upload failed: ${JSON.stringify(upload.errors)}`);
+  return upload.data.uploadApp.id;
+}
+
 /** Uploads an app folder, saves a config and starts training it (2 clients, LOCAL, unless told); returns the queued job's id. */
 export async function queueJob(
   client: GraphQLClient, projectId: string, appDir: string, rounds: number, runConfig?: Record<string, unknown>,
   { clients = 2, federation = 'LOCAL' }: { clients?: number; federation?: FederationKind } = {},
 ): Promise<string> {
-  const { CreateTrainingConfigDocument, StartTrainingDocument, UploadAppDocument } = await import('../generated/graphql.js');
-  const upload = await client.upload(UploadAppDocument, { projectId, file: null }, {
-    file: { bytes: await zipDirectory(appDir), filename: `${path.basename(appDir)}.zip` },
-  });
-  if (upload.errors || !upload.data) throw new Error(`upload failed: ${JSON.stringify(upload.errors)}`);
+  const { CreateTrainingConfigDocument, StartTrainingDocument } = await import('../generated/graphql.js');
+  const appId = await uploadAppDir(client, projectId, appDir);
   const { createTrainingConfig } = await client.data(CreateTrainingConfigDocument, {
     input: { projectId, name: `${rounds} rounds`, rounds, clients, runConfig },
   });
   const { startTraining } = await client.data(StartTrainingDocument, {
-    input: { appId: upload.data.uploadApp.id, configId: createTrainingConfig.id, federation },
+    input: { appId, configId: createTrainingConfig.id, federation },
   });
   return startTraining.id;
 }

@@ -13,4 +13,4 @@ export { MlflowServer, TcpGate } from './mlflow-server.js';
 export { OwnFerretDB } from './own-ferretdb.js';
 export { PollenProcess, REPO_ROOT, usePollen, type PollenOptions } from './pollen-process.js';
 export { processesIn, processesUnder } from './processes.js';
-export { queueJob, signUp } from './stories.js';
+export { queueJob, signUp, uploadAppDir } from './stories.js';
