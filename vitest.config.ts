@@ -12,7 +12,7 @@ const require = createRequire(import.meta.url);
  */
 const FLOWER_FILES = [
   'test/training.test.ts', 'test/training-faults.test.ts', 'test/instances.test.ts', 'test/remote-nodes.test.ts',
-  'test/database-faults.test.ts', 'test/results.test.ts', 'test/dashboard.browser.test.ts',
+  'test/database-faults.test.ts', 'test/dashboard.browser.test.ts',
 ];
 
 const shared = {

@@ -1,6 +1,7 @@
 // Launch overhead, for Pollen's LOCAL and SIMULATION federations: startTraining -> first metric at
-// a graphql-ws subscriber (Pollen starts a fresh federation per job: a SuperLink and SuperNodes, or
-// a SuperLink with --simulation), versus `flwr run` -> first aggregate on a federation of the same
+// a graphql-ws subscriber (on the federation the job before left waiting, WARM_FEDERATION; the
+// first job of each kind starts it, a SuperLink and SuperNodes or a SuperLink with --simulation,
+// and is reported apart as "cold"), versus `flwr run` -> first aggregate on a federation of the same
 // kind that is ALREADY running (the best case for a CLI user): LOCAL with every SuperNode online,
 // SIMULATION a `flower-superlink --simulation` with the environment Pollen gives it. Both sides run
 // the same Flower processes with the same settings (Pollen's flowerEnv, its faster-polling
@@ -11,7 +12,7 @@
 //   node bench/launch-overhead.mjs [--trials=3] [--rounds=2]
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cpSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, realpathSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
@@ -310,6 +311,13 @@ await runBenchmark(async () => {
   const client = await connectWebSocket(pollen.wsUrl, job.token);
 
   const runs = Object.fromEntries(FEDERATIONS.map((kind) => [kind, { pollen: [], cli: [] }]));
+  // The first job of each kind starts the federation the others find waiting (as the CLI's is started before its clock).
+  const cold = {};
+  for (const kind of FEDERATIONS) {
+    cold[kind] = await timePollenLaunch(pollen, job, client, rounds, kind, launchLog);
+    progress(`${kind} pollen, first job (starts the federation): first TRAIN ${s(cold[kind].train)} s, ` +
+      PHASES.map((name) => `${name} ${s(cold[kind].phases[name])}`).join(', '));
+  }
   // Which side goes first alternates from trial to trial, so that neither always follows the other.
   for (let trial = 1; trial <= trials; trial += 1) {
     for (const kind of FEDERATIONS) {
@@ -332,9 +340,16 @@ await runBenchmark(async () => {
     progress(`trial ${trial}/${trials} done (load average ${loadAverage()})`);
   }
 
+  // What the federations waiting between jobs cost meanwhile: both kinds are waiting now.
+  const idleSeconds = 10;
+  const waitingPids = processesRunningIn(path.join(realpathSync(pollen.dataDir), 'local-federations'));
+  const idleCpuBefore = waitingPids.map((pid) => cpuSeconds(pid));
+  await sleep(idleSeconds * 1000);
+  const idleCpu = waitingPids.reduce((sum, pid, index) => sum + (cpuSeconds(pid) - idleCpuBefore[index]), 0);
+
   console.log(`\nlaunch overhead: digits app, ${rounds} rounds, ${CLIENTS} clients, ${trials} trials per side and federation ` +
     '(LOCAL then SIMULATION in each trial; Pollen first in odd trials, the CLI first in even ones)');
-  console.log('Pollen: startTraining -> first metric at a subscriber (a fresh federation per job)');
+  console.log('Pollen: startTraining -> first metric at a subscriber (on the federation the job before left waiting)');
   console.log('CLI:    flwr run -> first aggregate at the shim listener (federation already up: LOCAL nodes online, SIMULATION SuperLink healthy)');
   console.log(`SIMULATION on both sides: ${SIMULATION_RUN_ARGS[1]}, Ray object store ${SIMULATION.objectStoreMb} MiB`);
   const summary = [];
@@ -376,12 +391,25 @@ await runBenchmark(async () => {
     const cliCold = medianOf(cliRuns, (r) => r.federationReadyMs + r.train);
     const federationGap = medianGap(pollenRuns, phase('federationStarted'), phase('appUnpacked'));
     summary.push([kind, s(pollenTrain), s(cliTrain), `${(pollenTrain / cliTrain).toFixed(2)}x`, s(pollenTrain - cliTrain),
-      s(federationGap), s(cliCold), `${(pollenTrain / cliCold).toFixed(2)}x`]);
+      s(federationGap), s(cold[kind].train), s(cliCold), `${(cold[kind].train / cliCold).toFixed(2)}x`]);
   }
 
-  console.log('\nfirst TRAIN, medians: Pollen (startTraining -> subscriber) against the CLI on a running federation, ' +
-    'and against the CLI counting its federation start');
-  printTable(['federation', 'Pollen s', 'CLI s', 'Pollen/CLI', 'Pollen - CLI s', 'Pollen federation start s',
-    'CLI incl. federation start s', 'Pollen/that'], summary);
+  console.log('\nfirst TRAIN, medians: Pollen (startTraining -> subscriber, federation waiting) against the CLI on a running federation; ' +
+    'Pollen\'s first job of the kind (starting its federation) against the CLI counting its federation start');
+  printTable(['federation', 'Pollen s', 'CLI s', 'Pollen/CLI', 'Pollen - CLI s', 'Pollen federation acquired s',
+    'Pollen first job s', 'CLI incl. federation start s', 'first job/that'], summary);
+  console.log(`waiting between jobs: the LOCAL and SIMULATION federations, ${waitingPids.length} processes, used ` +
+    `${((idleCpu / idleSeconds) * 100).toFixed(1)}% of a core over ${idleSeconds} s`);
   console.log(`load average before: ${loadBefore}; after: ${loadAverage()}`);
 });
+
+/** The processes whose working directory is under `dir`. */
+function processesRunningIn(dir) {
+  return readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).flatMap((entry) => {
+    try {
+      return readlinkSync(`/proc/${entry}/cwd`).startsWith(`${dir}/`) ? [Number(entry)] : [];
+    } catch {
+      return []; // gone, or not ours to read
+    }
+  });
+}

@@ -31,8 +31,9 @@ await runBenchmark(async () => {
   console.log(`load average before: ${loadBefore}; ${availableParallelism()} cores, SIMULATION_CPUS default ` +
     `${Math.max(1, Math.floor(availableParallelism() / 2))}`);
 
-  // Long jobs outlive the default 15 min access token; nothing else differs from Pollen's defaults.
-  const pollen = await startPollen({ env: { ACCESS_TOKEN_TTL: '4h' } });
+  // Long jobs outlive the default 15 min access token; each job on a federation of its own (WARM_FEDERATION=0), so that
+  // one job's figures hold none of the federation the job before left waiting. Nothing else differs from Pollen's defaults.
+  const pollen = await startPollen({ env: { ACCESS_TOKEN_TTL: '4h', WARM_FEDERATION: '0' } });
   const run = (clients, jobRounds, federation) => runJob(pollen, { clients, rounds: jobRounds, federation, sampleMs, timeoutMs });
 
   // ---------------------------------------------------------------- 1. memory by virtual clients
@@ -40,8 +41,8 @@ await runBenchmark(async () => {
   for (const clients of clientCounts) scale.push(await run(clients, rounds, 'SIMULATION'));
 
   console.log(`\n1. SIMULATION memory by virtual clients: the digits app, ${rounds} rounds, one job at a time on one Pollen; ` +
-    `the job's processes (command line naming /tmp/pollen-ray-<jobId> or DATA_DIR/jobs/<jobId>, or working directory under ` +
-    `either) sampled every ${sampleMs} ms; RSS summed over them (shared pages count once per process), PSS (smaps_rollup) ` +
+    `the job's processes (command line naming DATA_DIR/local-federations or a /tmp/pollen-ray-* link into it, or working ` +
+    `directory under either) sampled every ${sampleMs} ms; RSS summed over them (shared pages count once per process), PSS (smaps_rollup) ` +
     'shares them out; MB = 10^6 bytes; per round = (last TRAIN - first TRAIN) / (rounds - 1), as received by a subscriber');
   printTable(['clients', 'status', 'peak RSS MB', 'peak PSS MB', 'peak procs', 'procs seen', 'samples', 'start->first TRAIN s',
     's/round after 1', 'start->COMPLETED s', 'final test_acc', 'Pollen RSS MB', 'load at start'],
@@ -161,14 +162,21 @@ async function runJob(pollen, { clients, rounds, federation, sampleMs, timeoutMs
 }
 
 /**
- * Samples every `everyMs` the processes of one job: those whose command line names the job's
- * directory (DATA_DIR/jobs/<jobId>) or Ray's short link to it (/tmp/pollen-ray-<jobId>), or whose
- * working directory is under either. Sums their VmRSS and their PSS (smaps_rollup), keeps the
+ * Samples every `everyMs` the processes of one job (the only one running, on a federation of its
+ * own): those whose command line names Pollen's federations (DATA_DIR/local-federations) or Ray's
+ * short link into it (/tmp/pollen-ray-*), or whose working directory is under either. Sums their VmRSS and their PSS (smaps_rollup), keeps the
  * peaks, the largest process count and what the peak RSS sample held; also Pollen's own RSS peak.
  */
-function sampleJobProcesses(pollen, jobId, everyMs) {
-  const jobDir = path.join(realpathSync(pollen.dataDir), 'jobs', jobId);
-  const dirs = [jobDir, path.join(tmpdir(), `pollen-ray-${jobId}`)];
+function sampleJobProcesses(pollen, everyMs) {
+  const federationsDir = path.join(realpathSync(pollen.dataDir), 'local-federations');
+  const rayLinks = () => readdirSync(tmpdir()).filter((name) => name.startsWith('pollen-ray-')).map((name) => path.join(tmpdir(), name))
+    .filter((link) => {
+      try {
+        return readlinkSync(link).startsWith(`${federationsDir}/`);
+      } catch {
+        return false;
+      }
+    });
   const under = (text, dir) => text === dir || text.startsWith(`${dir}/`) || text.startsWith(`${dir} `);
   let peakRss = 0;
   let peakPss = 0;
@@ -179,6 +187,7 @@ function sampleJobProcesses(pollen, jobId, everyMs) {
   let last = { rss: 0, count: 0 };
   const seen = new Set();
   const sample = () => {
+    const dirs = [federationsDir, ...rayLinks()];
     let rss = 0;
     let pss = 0;
     let count = 0;

@@ -35,6 +35,8 @@ export interface Config {
   /** What a SIMULATION job's Simulation Engine may use: Ray's CPUs, one virtual client's share, Ray's object store. */
   simulation: { cpus: number; clientCpus: number; clientGpus: number; objectStoreBytes: number };
   maxConcurrentJobs: number;
+  /** How long a LOCAL or SIMULATION federation whose run completed waits for the next run of its kind and size. */
+  warmFederationSeconds: number;
   nodeConnectTimeoutSeconds: number;
   roundTimeoutSeconds: number;
   /** How long a runner's claim on a job lasts unless renewed; a dead instance's jobs fail after it. */
@@ -134,6 +136,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const maxConcurrentJobs = read('MAX_CONCURRENT_JOBS', 1, integer(0, 64),
     'expected an integer from 0 (an instance that only serves the API) to 64');
+  const warmFederationSeconds = read('WARM_FEDERATION', 120, (raw) => (raw.trim() === '0' ? 0 : parseDurationSeconds(raw)),
+    'expected a duration such as 120, 90s or 5m (0: stop each federation with its run)');
   const nodeConnectTimeoutSeconds = read('NODE_CONNECT_TIMEOUT', 60, parseDurationSeconds,
     'expected a duration such as 60, 90s or 2m');
   const roundTimeoutSeconds = read('ROUND_TIMEOUT', 600, parseDurationSeconds, 'expected a duration such as 600, 90s or 10m');
@@ -165,7 +169,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     simulation: {
       cpus: simulationCpus, clientCpus: simulationClientCpus, clientGpus: simulationClientGpus,
       objectStoreBytes: simulationObjectStoreMb * 1024 * 1024,
-    }, nodeConnectTimeoutSeconds, roundTimeoutSeconds, jobLeaseSeconds, flowerPython,
+    }, warmFederationSeconds, nodeConnectTimeoutSeconds, roundTimeoutSeconds, jobLeaseSeconds, flowerPython,
     fleetHost, mlflowTrackingUri,
   };
 }

@@ -8,7 +8,7 @@ import {
   TrainingJobUpdatedDocument, UploadAppDocument,
 } from './generated/graphql.js';
 import { zipDirectory } from './support/fixtures.js';
-import { connectWebSocket, GraphQLClient, PollenProcess, processesUnder, REPO_ROOT, signUp } from './support/testkit.js';
+import { connectWebSocket, GraphQLClient, jobProcesses, PollenProcess, processesUnder, REPO_ROOT, signUp } from './support/testkit.js';
 import { freePort } from '../src/runner/free-port.js';
 
 let redis: ChildProcess;
@@ -118,6 +118,6 @@ describe('two Pollen instances sharing a database and Redis', () => {
     const { trainingJob } = await survivorClient.data(TrainingJobDocument, { id: jobId });
     expect(trainingJob!.statusReason).toMatch(/^Interrupted by a restart at round \d+/);
     expect(trainingJob!.metrics.length).toBeGreaterThan(0);
-    await expect.poll(() => processesUnder(path.join(runner!.dataDir, 'jobs', jobId)), { timeout: 15_000 }).toEqual([]);
+    await expect.poll(() => jobProcesses(runner!.dataDir, jobId), { timeout: 15_000 }).toEqual([]);
   }, 300_000);
 });

@@ -12,7 +12,7 @@ import {
   type JobResultsQuery, type StartTrainingInput,
 } from './generated/graphql.js';
 import { zipDirectory } from './support/fixtures.js';
-import { connectWebSocket, errorCode, GraphQLClient, processesUnder, REPO_ROOT, signUp, usePollen, type WsConnection } from './support/testkit.js';
+import { connectWebSocket, errorCode, GraphQLClient, REPO_ROOT, runProcessesLeft, signUp, usePollen, type WsConnection } from './support/testkit.js';
 
 const DIGITS_APP = path.join(REPO_ROOT, 'examples/digits-app');
 const EVALUATE_MODEL = path.join(REPO_ROOT, 'examples/evaluate-digits-model.py');
@@ -245,7 +245,7 @@ describe('early stopping', () => {
     expect(job.statusReason).toMatch(/^Stopped early after round 1: test_acc \(SERVER_EVALUATE\) reached the target 0\.5 \(0\.\d+\)\.$/);
     expect(job.finalCheckpoint!.round).toBe(1);
     expect(Math.max(...job.metrics.map((m) => m.round))).toBe(1);
-    expect(processesUnder(path.join(pollen.dataDir, 'jobs', targetStop))).toEqual([]);
+    await expect.poll(() => runProcessesLeft(pollen.dataDir, targetStop), { timeout: 15_000 }).toEqual([]);
   });
 
   it('stops after `patience` rounds without improvement, keeping the best, the latest and the final model', async () => {

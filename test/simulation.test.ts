@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -7,10 +7,12 @@ import {
   CancelTrainingDocument, CreateProjectDocument, CreateTrainingConfigDocument, JobResultsDocument, RoundMetricsDocument, StartTrainingDocument,
   TrainingJobDocument, TrainingJobUpdatedDocument,
 } from './generated/graphql.js';
-import { connectWebSocket, errorCode, PollenProcess, processesIn, queueJob, REPO_ROOT, signUp, uploadAppDir } from './support/testkit.js';
+import {
+  connectWebSocket, errorCode, localFederationsDir, PollenProcess, processesIn, queueJob, REPO_ROOT, signUp, uploadAppDir,
+} from './support/testkit.js';
 
 // SIMULATION runs the app on Flower's Simulation Engine: `clients` virtual SuperNodes as Ray
-// actors in the job's own process tree, on this host, with everything else a job has.
+// actors in the process tree of a SuperLink Pollen runs on this host, with everything else a job has.
 const DIGITS = path.join(REPO_ROOT, 'examples/digits-app');
 const started: PollenProcess[] = [];
 afterAll(async () => {
@@ -28,14 +30,30 @@ async function pollenWithProject(env: Record<string, string> = {}, reuse?: Polle
   return { pollen, session, client, projectId: createProject.id };
 }
 
-/** Everything of a job's run still alive: its Flower processes (in its directory) and Ray's (naming its session directory). */
-function jobProcesses(pollen: PollenProcess, jobId: string) {
+/** The short links to Ray's directories of this Pollen's federations (Ray's unix sockets live under them). */
+function rayLinks(pollen: PollenProcess): string[] {
+  return readdirSync(tmpdir()).filter((name) => name.startsWith('pollen-ray-'))
+    .map((name) => path.join(tmpdir(), name))
+    .filter((link) => readlinkOrNothing(link).startsWith(localFederationsDir(pollen.dataDir)));
+}
+
+function readlinkOrNothing(link: string): string {
+  try {
+    return readlinkSync(link);
+  } catch {
+    return '';
+  }
+}
+
+/** Everything of this Pollen's simulations still alive: its federations' Flower processes (in their directories) and Ray's (naming the short links). */
+function simulationProcesses(pollen: PollenProcess) {
   const seen = new Map<number, string>();
-  for (const dir of [path.join(pollen.dataDir, 'jobs', jobId), path.join(tmpdir(), `pollen-ray-${jobId}`)]) {
+  for (const dir of [localFederationsDir(pollen.dataDir), ...rayLinks(pollen)]) {
     for (const { pid, args } of processesIn(dir)) seen.set(pid, args);
   }
   return [...seen].map(([pid, args]) => ({ pid, args }));
 }
+const RAY = /raylet|gcs_server|ray::|flwr-simulation|default_worker/;
 
 /** The addresses the given processes listen on (TCP and UDP), from `ss`. */
 function listeningAddresses(pids: ReadonlySet<number>): string[] {
@@ -48,20 +66,21 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|\[::1\]|\[::ffff:127\.\d+\.\d+\.\d+\]):\d
 
 describe('a SIMULATION run', () => {
   it('trains 50 virtual clients to COMPLETED with live metrics and kept models, Ray on loopback and under DATA_DIR, and leaves nothing behind', async () => {
-    const { pollen, session, client, projectId } = await pollenWithProject();
+    const { pollen, session, client, projectId } = await pollenWithProject({ WARM_FEDERATION: '8s' });
     const jobId = await queueJob(client, projectId, DIGITS, 4, undefined, { clients: 50, federation: 'SIMULATION' });
     const socket = connectWebSocket(pollen.wsUrl, session.accessToken);
     const metrics = socket.subscribe(RoundMetricsDocument, { jobId });
     const updates = socket.subscribe(TrainingJobUpdatedDocument, { jobId });
 
-    // While it trains: Ray's processes listen on loopback only, and its session lives in the job's directory.
+    // While it trains: Ray's processes listen on loopback only, and its session lives in the federation's directory.
     await expect.poll(() => metrics.items.some(({ roundMetrics }) => roundMetrics.round >= 1), { timeout: 240_000, interval: 100 }).toBe(true);
-    const alive = jobProcesses(pollen, jobId);
+    const alive = simulationProcesses(pollen);
     expect(alive.some(({ args }) => /raylet|gcs_server/.test(args)), alive.map(({ args }) => args).join('\n')).toBe(true);
     const addresses = listeningAddresses(new Set(alive.map(({ pid }) => pid)));
     expect(addresses.length).toBeGreaterThan(0);
     expect(addresses.filter((address) => !LOOPBACK.test(address))).toEqual([]);
-    expect(readdirSync(path.join(pollen.dataDir, 'jobs', jobId, 'ray')).some((name) => name.startsWith('session_'))).toBe(true);
+    const [federationDir] = readdirSync(localFederationsDir(pollen.dataDir));
+    expect(readdirSync(path.join(localFederationsDir(pollen.dataDir), federationDir!, 'ray')).some((name) => name.startsWith('session_'))).toBe(true);
 
     await updates.ended;
     await metrics.ended;
@@ -76,8 +95,12 @@ describe('a SIMULATION run', () => {
     expect(trainingJob!.finalCheckpoint).toMatchObject({ round: 4 });
     expect(trainingJob!.checkpoints.map((checkpoint) => checkpoint.round)).toEqual([2, 3, 4]);
 
-    await expect.poll(() => jobProcesses(pollen, jobId), { timeout: 15_000 }).toEqual([]);
-    expect(existsSync(path.join(tmpdir(), `pollen-ray-${jobId}`))).toBe(false);
+    // The SuperLink waits for the next run for WARM_FEDERATION, then stops too; Ray ends with the run.
+    expect(simulationProcesses(pollen).some(({ args }) => args.includes('/flower-superlink '))).toBe(true);
+    await expect.poll(() => simulationProcesses(pollen).filter(({ args }) => RAY.test(args)), { timeout: 15_000 }).toEqual([]);
+    await expect.poll(() => simulationProcesses(pollen), { timeout: 30_000 }).toEqual([]);
+    expect(rayLinks(pollen)).toEqual([]);
+    expect(readdirSync(localFederationsDir(pollen.dataDir))).toEqual([]);
   }, 300_000);
 
   it('is the federation for more clients than a LOCAL run may start, up to 1,000', async () => {
@@ -111,7 +134,7 @@ describe('a SIMULATION run', () => {
     expect(updates.items.at(-1)!.trainingJobUpdated.status).toBe('CANCELLED');
     const { trainingJob } = await client.data(TrainingJobDocument, { id: jobId });
     expect(trainingJob!.metrics.length).toBeGreaterThan(3);
-    await expect.poll(() => jobProcesses(pollen, jobId), { timeout: 15_000 }).toEqual([]);
+    await expect.poll(() => simulationProcesses(pollen), { timeout: 15_000 }).toEqual([]);
   }, 300_000);
 
   it('whose Pollen is killed with SIGKILL leaves no Ray process, and the restart fails it and removes the rest', async () => {
@@ -121,14 +144,15 @@ describe('a SIMULATION run', () => {
     const socket = connectWebSocket(first.pollen.wsUrl, first.session.accessToken);
     const metrics = socket.subscribe(RoundMetricsDocument, { jobId });
     await expect.poll(() => metrics.items.some(({ roundMetrics }) => roundMetrics.round >= 1), { timeout: 240_000, interval: 100 }).toBe(true);
-    expect(jobProcesses(first.pollen, jobId).some(({ args }) => /raylet/.test(args))).toBe(true);
+    expect(simulationProcesses(first.pollen).some(({ args }) => /raylet/.test(args))).toBe(true);
     await first.pollen.stop('SIGKILL');
     await socket.client.dispose();
     // Without Pollen, the federation's guard (its stdin closed) ends the whole tree, Ray included.
-    await expect.poll(() => jobProcesses(first.pollen, jobId), { timeout: 20_000 }).toEqual([]);
+    await expect.poll(() => simulationProcesses(first.pollen), { timeout: 20_000 }).toEqual([]);
 
-    // What it leaves is the short link to the job's Ray directory; the next start removes it.
-    expect(existsSync(path.join(tmpdir(), `pollen-ray-${jobId}`))).toBe(true);
+    // What it leaves is its federation's directory and the short link to Ray's; the next start removes them.
+    const [leftLink] = rayLinks(first.pollen);
+    expect(leftLink).toBeDefined();
     const second = await PollenProcess.start({ env, database: first.pollen.database, dataDir: first.pollen.dataDir });
     try {
       const client = second.client(first.session.accessToken);
@@ -136,7 +160,8 @@ describe('a SIMULATION run', () => {
         .toBe('FAILED');
       const { trainingJob } = await client.data(TrainingJobDocument, { id: jobId });
       expect(trainingJob!.statusReason).toMatch(/^Interrupted by a restart at round \d+/);
-      expect(existsSync(path.join(tmpdir(), `pollen-ray-${jobId}`))).toBe(false);
+      expect(existsSync(leftLink!)).toBe(false);
+      expect(readdirSync(localFederationsDir(first.pollen.dataDir))).toEqual([]);
     } finally {
       await second.stop();
     }

@@ -3,7 +3,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import {
   CreateProjectDocument, RoundMetricsDocument, TrainingJobDocument, TrainingJobUpdatedDocument,
 } from './generated/graphql.js';
-import { connectWebSocket, PollenProcess, processesIn, processesUnder, queueJob, REPO_ROOT, signUp } from './support/testkit.js';
+import {
+  connectWebSocket, jobProcesses, localFederationsDir, PollenProcess, processesIn, processesUnder, queueJob, REPO_ROOT, signUp,
+} from './support/testkit.js';
 
 const started: PollenProcess[] = [];
 afterAll(async () => {
@@ -34,7 +36,7 @@ describe('the watchdog', () => {
     const final = updates.items.at(-1)!.trainingJobUpdated;
     expect(final.status).toBe('FAILED');
     expect(final.statusReason).toMatch(/watchdog: only 2 of the 3 SuperNodes it needs connected within NODE_CONNECT_TIMEOUT \(5 s\)/);
-    expect(processesUnder(path.join(pollen.dataDir, 'jobs', jobId))).toEqual([]);
+    expect(jobProcesses(pollen.dataDir, jobId)).toEqual([]);
   }, 180_000);
 });
 
@@ -54,7 +56,7 @@ describe('a restart of Pollen', () => {
     await expect.poll(() => metrics.items.length, { timeout: 120_000, interval: 200 }).toBeGreaterThan(1);
     await first.stop('SIGKILL');
     // Without Pollen, its Flower processes stop themselves (their guard's stdin closed).
-    await expect.poll(() => processesUnder(path.join(first.dataDir, 'jobs', interrupted)), { timeout: 15_000 }).toEqual([]);
+    await expect.poll(() => jobProcesses(first.dataDir, interrupted), { timeout: 15_000 }).toEqual([]);
 
     const second = await pollenWithProject(env, first);
     try {
@@ -88,7 +90,6 @@ describe('a Flower process that dies mid-run', () => {
       const { session, client } = await signUp(pollen);
       const { createProject } = await client.data(CreateProjectDocument, { input: { name: `losing ${label}` } });
       const jobId = await queueJob(client, createProject.id, path.join(REPO_ROOT, 'examples/digits-app'), 100);
-      const jobDir = path.join(pollen.dataDir, 'jobs', jobId);
       const socket = connectWebSocket(pollen.wsUrl, session.accessToken);
       try {
         const updates = socket.subscribe(TrainingJobUpdatedDocument, { jobId });
@@ -96,7 +97,7 @@ describe('a Flower process that dies mid-run', () => {
         await expect.poll(() => metrics.items.some((m) => m.roundMetrics.phase === 'TRAIN'), { timeout: 180_000, interval: 200 }).toBe(true);
 
         // The Flower process itself (not the guard that runs it) dies as in a crash.
-        const victims = processesIn(jobDir)
+        const victims = processesIn(localFederationsDir(pollen.dataDir))
           .filter(({ args }) => args.includes(`/${command} `) && !args.includes('process_guard.py') && which.test(args));
         expect(victims).toHaveLength(1);
         const seenBefore = metrics.items.map(({ roundMetrics: { round, phase } }) => ({ round, phase }));
@@ -110,7 +111,7 @@ describe('a Flower process that dies mid-run', () => {
           'the run cannot go on without it\\.$'));
         expect(Date.parse(final.finishedAt!) - killedAt).toBeLessThan((ROUND_TIMEOUT_SECONDS + 30) * 1000);
         // Reported finished only once every process of the run is gone.
-        expect(processesUnder(jobDir)).toEqual([]);
+        expect(jobProcesses(pollen.dataDir, jobId)).toEqual([]);
 
         const { trainingJob } = await client.data(TrainingJobDocument, { id: jobId });
         expect(trainingJob!.metrics.map(({ round, phase }) => ({ round, phase }))).toEqual(expect.arrayContaining(seenBefore));

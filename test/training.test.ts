@@ -6,7 +6,10 @@ import {
   type RoundMetricsSubscription, type TrainingJobUpdatedSubscription,
 } from './generated/graphql.js';
 import { zipDirectory } from './support/fixtures.js';
-import { connectWebSocket, errorCode, GraphQLClient, PollenProcess, processesUnder, REPO_ROOT, signUp, type WsConnection } from './support/testkit.js';
+import {
+  connectWebSocket, errorCode, GraphQLClient, jobProcesses, localFederationsDir, PollenProcess, processesUnder, REPO_ROOT, runProcessesLeft, signUp,
+  type WsConnection,
+} from './support/testkit.js';
 
 const DIGITS_APP = path.join(REPO_ROOT, 'examples/digits-app');
 const fixtureApp = (name: string) => path.join(REPO_ROOT, 'test/fixtures/apps', name);
@@ -50,6 +53,10 @@ async function start(appId: string, configId: string): Promise<string> {
   expect(startTraining.status).toBe('QUEUED');
   return startTraining.id;
 }
+
+/** The SuperLinks of Pollen's own federations ("PID ARGS"), to tell one federation from the next. */
+const superlinks = () => processesUnder(localFederationsDir(pollen.dataDir))
+  .filter((line) => line.includes('/flower-superlink ') && !line.includes('process_guard.py'));
 
 type Update = TrainingJobUpdatedSubscription['trainingJobUpdated'];
 type Metric = RoundMetricsSubscription['roundMetrics'];
@@ -129,13 +136,15 @@ describe('a 2-client, 3-round run of the example app', () => {
     expect(state.items).toHaveLength(1);
   });
 
-  it('leaves no Flower process behind', () => {
-    expect(processesUnder(path.join(pollen.dataDir, 'jobs'))).toEqual([]);
+  it('leaves no process of the run behind, its federation waiting for the next run', async () => {
+    await expect.poll(() => runProcessesLeft(pollen.dataDir, jobId), { timeout: 15_000 }).toEqual([]);
+    expect(superlinks()).toHaveLength(1);
   });
 });
 
 describe('metric capture', () => {
-  it('works for an app written by someone else, with its own metric names and plain FedAvg', async () => {
+  it('works for an app written by someone else, with its own metric names and plain FedAvg, on the federation the last run left', async () => {
+    const waiting = superlinks();
     const jobId = await start(await uploadApp(fixtureApp('other-metrics-app')), await saveConfig(2));
     const metrics = socket.subscribe(RoundMetricsDocument, { jobId, fromRound: 0 });
     expect((await finalStatus(updates(jobId))).status).toBe('COMPLETED');
@@ -143,6 +152,7 @@ describe('metric capture', () => {
     const names = new Set(metricsOf(metrics.items).flatMap((m) => Object.keys(m.values)));
     expect([...names]).toEqual(expect.arrayContaining(['loss_tr', 'f1']));
     expect(roundsOf(metricsOf(metrics.items), 'TRAIN')).toEqual([1, 2]);
+    expect(superlinks()).toEqual(waiting);
   }, 180_000);
 });
 
@@ -166,7 +176,7 @@ describe('failures and cancellation', () => {
     expect(cancelTraining.status).toBe('CANCELLED');
     expect(cancelTraining.statusReason).toMatch(/Cancelled at round \d+/);
     await metrics.ended;
-    expect(processesUnder(path.join(pollen.dataDir, 'jobs', jobId))).toEqual([]);
+    expect(jobProcesses(pollen.dataDir, jobId)).toEqual([]);
     const { trainingJob } = await client.data(TrainingJobDocument, { id: jobId });
     expect(trainingJob!.metrics.length).toBeGreaterThan(0);
     expect(errorCode(await client.request(CancelTrainingDocument, { id: jobId }))).toBe('CONFLICT');

@@ -3,6 +3,7 @@ import type { Logger } from '../logger.js';
 import type { PubSub } from '../pubsub/pubsub.js';
 import { MlflowClient } from '../modules/mlflow/mlflow.client.js';
 import { MlflowMirror } from '../modules/mlflow/mlflow.mirror.js';
+import { LocalFederations } from '../runner/federations/local-federation.js';
 import { flowerJobLauncher } from '../runner/flower-run.js';
 import { GuardedProcess } from '../runner/guarded-process.js';
 import { Deployer } from '../runner/remote/deployer.js';
@@ -36,13 +37,19 @@ export async function startWorkers(config: Config, services: Services, pubsub: P
     : undefined;
   // Before the runner starts: it may claim a job at once.
   if (mirror) services.training.observe(mirror);
-  const runner = new TrainingRunner(services.training, pubsub,
-    flowerJobLauncher(services.training, services.apps, { ...config, python: config.flowerPython }, federations, runnerLogger),
+  const localFederations = new LocalFederations({
+    python: config.flowerPython, dataDir: config.dataDir, simulation: config.simulation, keepWarmMs: config.warmFederationSeconds * 1000,
+  }, runnerLogger);
+  const runner = new TrainingRunner(services.training, pubsub, flowerJobLauncher({
+    training: services.training, apps: services.apps, settings: { ...config, python: config.flowerPython },
+    localFederations, superlinks: federations, logger: runnerLogger,
+  }),
     { maxConcurrentJobs: config.maxConcurrentJobs, leaseMs: config.jobLeaseSeconds * 1000 }, runnerLogger);
   await runner.start();
   return {
     async stop() {
       await runner.stop();
+      await localFederations.stop();
       // The jobs just stopped end their runs in MLflow too, if it answers in time.
       await mirror?.stop(MIRROR_STOP_GRACE_MS);
       await deployer?.stop();

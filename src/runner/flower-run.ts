@@ -14,7 +14,7 @@ import { StopRuleTracker } from '../modules/training/stop-rule.js';
 import { LOG_LINES_KEPT, type TrainingService } from '../modules/training/training.service.js';
 import { EventChannel, type ShimEvent, type ShimQuestion } from './event-channel.js';
 import type { Federation, RunSetup } from './federations/federation.js';
-import { removeLeftRayLinks, startLocalFederation, type SimulationResources } from './federations/local-federation.js';
+import type { LocalFederations } from './federations/local-federation.js';
 import { useRemoteFederation, type ProjectSuperLinks } from './federations/remote-federation.js';
 import { RunOutput } from './run-output.js';
 import type { JobExecution, JobLauncher } from './training-runner.js';
@@ -35,33 +35,21 @@ export interface FlowerRunSettings {
   dataDir: string;
   nodeConnectTimeoutSeconds: number;
   roundTimeoutSeconds: number;
-  simulation: SimulationResources;
 }
 
 type LaunchPhase = 'appUnpacked' | 'federationStarted' | 'submitted' | 'serverAppStarted' | 'firstRoundStarted' | 'firstTrainMetric';
 
-interface Deps {
-  training: TrainingService; apps: AppService; settings: FlowerRunSettings; superlinks: ProjectSuperLinks; logger: Logger;
+export interface FlowerRunDeps {
+  training: TrainingService; apps: AppService; settings: FlowerRunSettings;
+  localFederations: LocalFederations; superlinks: ProjectSuperLinks; logger: Logger;
 }
 
 /**
  * Starts each job as a FlowerRun under DATA_DIR/jobs/<id>/, on the federation its kind calls
  * for. Only src/runner/ knows that Flower is a set of Python processes and a CLI.
  */
-export function flowerJobLauncher(
-  training: TrainingService,
-  apps: AppService,
-  settings: FlowerRunSettings,
-  superlinks: ProjectSuperLinks,
-  logger: Logger,
-): JobLauncher {
-  // What a killed Pollen left of its simulations goes before any run of this one starts.
-  const leftoversRemoved = removeLeftRayLinks(settings.dataDir)
-    .catch((error: Error) => logger.warn({ err: error }, 'could not remove the Ray links a previous Pollen left'));
-  return async (job) => {
-    await leftoversRemoved;
-    return FlowerRun.start(job, { training, apps, settings, superlinks, logger: logger.child({ jobId: job._id.toHexString() }) });
-  };
+export function flowerJobLauncher({ logger, ...deps }: FlowerRunDeps): JobLauncher {
+  return (job) => FlowerRun.start(job, { ...deps, logger: logger.child({ jobId: job._id.toHexString() }) });
 }
 
 /**
@@ -102,13 +90,13 @@ class FlowerRun implements JobExecution {
   private readonly launchPhases: Partial<Record<LaunchPhase, number>> = {};
   private readonly launchStartedAt = Date.now();
 
-  private constructor(private readonly job: TrainingJob, private readonly deps: Deps) {
+  private constructor(private readonly job: TrainingJob, private readonly deps: FlowerRunDeps) {
     this.outcome = new Promise((resolve) => (this.settle = resolve));
     this.output = new RunOutput((lines) => deps.training.appendLogs(this.id, lines), LOG_LINES_KEPT, deps.logger);
     if (job.stopRule) this.stopRule = new StopRuleTracker(job.stopRule, (job.parentRound ?? 0) + 1);
   }
 
-  static async start(job: TrainingJob, deps: Deps): Promise<FlowerRun> {
+  static async start(job: TrainingJob, deps: FlowerRunDeps): Promise<FlowerRun> {
     const flowerRun = new FlowerRun(job, deps);
     try {
       await flowerRun.launch();
@@ -140,8 +128,7 @@ class FlowerRun implements JobExecution {
 
   private async launch(): Promise<void> {
     await rm(this.dir, { recursive: true, force: true });
-    await mkdir(path.join(this.dir, 'flwr-home'), { recursive: true, mode: 0o700 });
-    await mkdir(this.checkpointsDir, { mode: 0o700 });
+    await mkdir(this.checkpointsDir, { recursive: true, mode: 0o700 });
     this.channel = await EventChannel.open((event) => this.onShimEvent(event), (question) => this.onShimQuestion(question));
     const appDir = path.join(this.dir, 'app');
     const serverapp = await this.prepareApp(appDir);
@@ -164,8 +151,7 @@ class FlowerRun implements JobExecution {
     try {
       this.federation = this.job.federation === FederationKind.REMOTE
         ? await useRemoteFederation(setup, this.deps.superlinks)
-        : await startLocalFederation(setup, this.deps.settings.python,
-          this.job.federation === FederationKind.SIMULATION ? this.deps.settings.simulation : undefined);
+        : await this.deps.localFederations.acquire(setup, this.job.federation === FederationKind.SIMULATION);
     } catch (error) {
       throw new Error(this.output.reasonWithLog((error as Error).message));
     }
@@ -413,9 +399,11 @@ class FlowerRun implements JobExecution {
     if (this.settled) return;
     this.settled = true;
     ({ status, reason } = this.withStopRule(status, reason));
-    // No process outlives the run, and every metric, checkpoint and log line is stored (waiting out
-    // a database outage if need be) before the job is reported finished.
-    void this.teardown().finally(() => this.recording)
+    // No process of the run outlives it (a federation whose run completed by itself may wait for the
+    // next), and every metric, checkpoint and log line is stored (waiting out a database outage if
+    // need be) before the job is reported finished.
+    const completedByItself = status === TrainingJobStatus.COMPLETED && !this.stopping;
+    void this.teardown(completedByItself).finally(() => this.recording)
       .then(() => rm(this.checkpointsDir, { recursive: true, force: true }))
       .then(() => this.output.flushAll(this.halt.signal))
       .then(() => (status === TrainingJobStatus.FAILED ? this.federation?.explainFailure(reason) ?? reason : reason), () => reason)
@@ -430,10 +418,10 @@ class FlowerRun implements JobExecution {
     return { status, reason: verdict.round < this.job.totalRounds ? verdict.reason : null };
   }
 
-  private async teardown(): Promise<void> {
+  private async teardown(federationReusable = false): Promise<void> {
     for (const timer of this.timers) clearInterval(timer);
     this.cli.abort();
-    await this.federation?.stop();
+    await (federationReusable ? this.federation?.release() : this.federation?.stop());
     await this.channel?.close();
   }
 }

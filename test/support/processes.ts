@@ -1,5 +1,6 @@
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { readlinkSync } from 'node:fs';
+import path from 'node:path';
 
 /** Every process the kit started, so none outlives a failed test file. */
 export const running = new Set<ChildProcess>();
@@ -32,4 +33,25 @@ function workingDirectoryOf(pid: number): string | undefined {
   } catch {
     return undefined; // gone, or not ours to read
   }
+}
+
+/** Where a Pollen runs its own federations (LOCAL and SIMULATION), each serving one run at a time. */
+export function localFederationsDir(dataDir: string): string {
+  return path.join(dataDir, 'local-federations');
+}
+
+/**
+ * What may still run for a job of a Pollen that ran nothing else at the time: processes in the
+ * job's directory and in the Pollen's own federations ("PID ARGS" lines).
+ */
+export function jobProcesses(dataDir: string, jobId: string): string[] {
+  return [...processesUnder(path.join(dataDir, 'jobs', jobId)), ...processesUnder(localFederationsDir(dataDir))];
+}
+
+/** A run's own processes, as opposed to those of a federation that outlive it (SuperLink, SuperNodes, their SuperExecs). */
+const RUN_PROCESS = /flwr-serverapp|flwr-clientapp|flwr-simulation|raylet|gcs_server|ray::|default_worker/;
+
+/** What is left of a run in a Pollen whose federation may wait for the next run ("PID ARGS" lines). */
+export function runProcessesLeft(dataDir: string, jobId: string): string[] {
+  return jobProcesses(dataDir, jobId).filter((line) => RUN_PROCESS.test(line));
 }

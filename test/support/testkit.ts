@@ -12,5 +12,5 @@ export { percentile, timed } from './figures.js';
 export { MlflowServer, TcpGate } from './mlflow-server.js';
 export { OwnFerretDB } from './own-ferretdb.js';
 export { PollenProcess, REPO_ROOT, usePollen, type PollenOptions } from './pollen-process.js';
-export { processesIn, processesUnder } from './processes.js';
+export { jobProcesses, localFederationsDir, processesIn, processesUnder, runProcessesLeft } from './processes.js';
 export { queueJob, signUp, uploadAppDir } from './stories.js';

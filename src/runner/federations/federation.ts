@@ -45,8 +45,9 @@ export interface RunSetup {
 }
 
 /**
- * The Flower federation a run is submitted to, plugged into FlowerRun: LOCAL starts one of its own
- * for the job, REMOTE uses the project's long-lived SuperLink and deployed nodes.
+ * The Flower federation a run is submitted to, plugged into FlowerRun: LOCAL and SIMULATION run one
+ * on this host (kept warm between runs, see local-federation.ts), REMOTE uses the project's
+ * long-lived SuperLink and deployed nodes.
  */
 export interface Federation {
   /** The name `flwr` commands use for it (a [superlink.<name>] table in FLWR_HOME/config.toml). */
@@ -59,8 +60,8 @@ export interface Federation {
   readonly control: FlowerControl;
   /** A failed run's reason, with what the federation knows of why (REMOTE: the nodes not ONLINE). */
   explainFailure(reason: string | null): Promise<string | null>;
-  /** Stops what was started for this run. */
+  /** The run failed or was stopped: stops what was started for it. */
   stop(): Promise<void>;
+  /** The run completed by itself: what served it may serve the next run. */
+  release(): Promise<void>;
 }
-
-export type FederationStarter = (setup: RunSetup) => Promise<Federation>;

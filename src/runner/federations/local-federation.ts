@@ -1,7 +1,10 @@
-import { mkdir, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Logger } from '../../logger.js';
 import { FlowerControl } from '../flower-control.js';
 import { flowerEnv } from '../flower-env.js';
 import { freePort } from '../free-port.js';
@@ -11,11 +14,16 @@ import { writeShimConfig, type Federation, type RunSetup } from './federation.js
 const FEDERATION_NAME = 'local';
 /** flower-supernode, polling its SuperLink on loopback faster than Flower's fixed 3 s (see the script). */
 const SUPERNODE = fileURLToPath(new URL('../../../src/runner/python/bin/flower-supernode', import.meta.url));
-/** flwr-simulation with Ray kept to the job, first on a SIMULATION SuperLink's PATH (see python/pollen_simulation.py). */
+/** flwr-simulation with Ray kept to the federation, first on a SIMULATION SuperLink's PATH (see python/pollen_simulation.py). */
 const SIMULATION_BIN = fileURLToPath(new URL('../../../src/runner/python/simulation-bin', import.meta.url));
 /** Binds every socket of the simulation's processes to loopback (see native/loopback_bind.c). */
 const LOOPBACK_BIND = fileURLToPath(new URL('../../../.tools/lib/libpollen-loopback.so', import.meta.url));
 const READY_TIMEOUT_MS = 60_000;
+/** Under DATA_DIR: one directory per federation, holding its SuperLink's state, FLWR_HOME and Ray's files. */
+const FEDERATIONS_DIR = 'local-federations';
+/** In each federation's directory: the pid of the Pollen that runs it, so the next start knows what a killed one left. */
+const OWNER_FILE = 'pollen.pid';
+const RAY_LINK_PREFIX = 'pollen-ray-';
 
 /** What Flower's Simulation Engine may use on this host (SIMULATION_* settings). */
 export interface SimulationResources {
@@ -27,95 +35,210 @@ export interface SimulationResources {
   objectStoreBytes: number;
 }
 
-const RAY_LINK_PREFIX = 'pollen-ray-';
-const rayLinkOf = (jobId: string) => path.join(tmpdir(), `${RAY_LINK_PREFIX}${jobId}`);
+export interface LocalFederationSettings {
+  python: string;
+  dataDir: string;
+  simulation: SimulationResources;
+  /** How long a federation whose run completed waits for the next run of its kind and size (WARM_FEDERATION); 0 stops it at once. */
+  keepWarmMs: number;
+}
 
 /**
- * Removes the short links to Ray's directories that runs of this DATA_DIR left behind when Pollen
- * was killed (a run that ends removes its own); at start, before any run of this instance begins.
+ * The federations Pollen runs on its own host: one SuperLink on 127.0.0.1 with free ports, under
+ * DATA_DIR/local-federations/<id>/, and either `clients` SuperNode processes (LOCAL) or Flower's
+ * Simulation Engine running `clients` virtual SuperNodes as Ray actors in the SuperLink's process
+ * tree (SIMULATION).
+ *
+ * A federation serves one run at a time. Starting one is most of what a launch costs beyond Flower's
+ * own (bench/launch-overhead.mjs), so one whose run completed stays up for WARM_FEDERATION and the
+ * next run of the same kind and size starts on it at once. One whose run failed, was cancelled or was
+ * stopped early is stopped with it, as is one that loses a process while it waits: a run never
+ * starts on a federation in a state nobody checked.
  */
-export async function removeLeftRayLinks(dataDir: string): Promise<void> {
-  const jobs = path.join(dataDir, 'jobs') + path.sep;
+export class LocalFederations {
+  /** At most one waiting federation per kind and size. */
+  private readonly waiting = new Map<string, { federation: LocalFederation; timer: NodeJS.Timeout }>();
+  private readonly running = new Set<LocalFederation>();
+  private readonly leftoversRemoved: Promise<void>;
+  private stopped = false;
+
+  constructor(private readonly settings: LocalFederationSettings, private readonly logger: Logger) {
+    this.leftoversRemoved = removeLeftovers(path.join(settings.dataDir, FEDERATIONS_DIR))
+      .catch((error: Error) => logger.warn({ err: error }, 'could not remove what a previous Pollen left of its federations'));
+  }
+
+  /** A federation for `setup`'s run: a waiting one of its kind and size, or a new one. */
+  async acquire(setup: RunSetup, simulation: boolean): Promise<Federation> {
+    await this.leftoversRemoved;
+    const key = `${simulation ? 'SIMULATION' : 'LOCAL'}:${setup.job.clients}`;
+    const warm = this.waiting.get(key);
+    let federation: LocalFederation;
+    if (warm) {
+      this.waiting.delete(key);
+      clearTimeout(warm.timer);
+      federation = warm.federation;
+      federation.attach(setup);
+    } else {
+      federation = new LocalFederation(this.settings.python, this.federationDir(),
+        setup.job.clients, simulation ? this.settings.simulation : undefined, () => this.discard(federation));
+      this.running.add(federation);
+      federation.attach(setup);
+      try {
+        await federation.start();
+      } catch (error) {
+        await this.discard(federation);
+        throw error;
+      }
+    }
+    await writeShimConfig(setup.appDir, { ...setup.shimRun, ...setup.shim });
+    return {
+      name: FEDERATION_NAME,
+      env: federation.env,
+      runArgs: federation.runArgs,
+      control: federation.control,
+      explainFailure: async (reason) => reason,
+      stop: () => this.discard(federation),
+      release: () => this.keep(key, federation),
+    };
+  }
+
+  /** Stops every federation, running or waiting (Pollen is stopping). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const { timer } of this.waiting.values()) clearTimeout(timer);
+    this.waiting.clear();
+    await Promise.all([...this.running].map((federation) => this.discard(federation)));
+  }
+
+  private async keep(key: string, federation: LocalFederation): Promise<void> {
+    federation.detach();
+    if (this.stopped || this.settings.keepWarmMs === 0 || this.waiting.has(key) || !federation.isWhole) {
+      await this.discard(federation);
+      return;
+    }
+    const timer = setTimeout(() => {
+      this.waiting.delete(key);
+      void this.discard(federation);
+    }, this.settings.keepWarmMs);
+    timer.unref();
+    this.waiting.set(key, { federation, timer });
+  }
+
+  private async discard(federation: LocalFederation): Promise<void> {
+    for (const [key, warm] of this.waiting) {
+      if (warm.federation !== federation) continue;
+      clearTimeout(warm.timer);
+      this.waiting.delete(key);
+    }
+    this.running.delete(federation);
+    await federation.stop().catch((error: Error) => this.logger.warn({ err: error }, 'could not stop a federation'));
+  }
+
+  private federationDir(): string {
+    return path.join(this.settings.dataDir, FEDERATIONS_DIR, randomBytes(6).toString('hex'));
+  }
+}
+
+/**
+ * Removes the federation directories a killed Pollen left in DATA_DIR (its processes ended with it:
+ * see GuardedProcess), with their short links to Ray's directories; those of a Pollen still running
+ * on the same DATA_DIR stay.
+ */
+async function removeLeftovers(federationsDir: string): Promise<void> {
+  for (const name of await readdir(federationsDir).catch(() => [])) {
+    const dir = path.join(federationsDir, name);
+    const owner = Number(await readFile(path.join(dir, OWNER_FILE), 'utf8').catch(() => ''));
+    if (owner !== process.pid && isAlive(owner)) continue;
+    await rm(dir, { recursive: true, force: true });
+  }
   for (const name of await readdir(tmpdir())) {
     if (!name.startsWith(RAY_LINK_PREFIX)) continue;
     const link = path.join(tmpdir(), name);
     const target = await readlink(link).catch(() => '');
-    if (target.startsWith(jobs)) await rm(link, { force: true });
+    if (target.startsWith(federationsDir + path.sep) && !existsSync(target)) await rm(link, { force: true });
   }
 }
 
-/**
- * A federation of the job's own on this host: one SuperLink on 127.0.0.1 with free ports, under
- * DATA_DIR/jobs/<id>/, and either `clients` SuperNode processes (LOCAL) or, with `simulation`,
- * Flower's Simulation Engine running `clients` virtual SuperNodes as Ray actors in the SuperLink's
- * process tree (SIMULATION). The shim's settings travel in the SuperLink's environment (SuperLink
- * -> SuperExec -> ServerApp all inherit it), so the channel's token stays on this host instead of
- * inside the app bundle; only the run's settings go in it.
- */
-export async function startLocalFederation(setup: RunSetup, python: string, simulation?: SimulationResources): Promise<Federation> {
-  const federation = new LocalFederation(setup, python, simulation);
+function isAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
-    await federation.start();
+    process.kill(pid, 0);
+    return true;
   } catch (error) {
-    await federation.stop();
-    throw error;
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
-  return federation;
 }
 
-class LocalFederation implements Federation {
-  readonly name = FEDERATION_NAME;
+class LocalFederation {
   readonly env: NodeJS.ProcessEnv;
   readonly runArgs: readonly string[];
   control!: FlowerControl;
   private readonly processes: GuardedProcess[] = [];
-  /** A short path to the job's Ray directory: Ray's unix sockets live under it, and such paths may not pass 107 bytes. */
+  /** A short path to the federation's Ray directory: Ray's unix sockets live under it, and such paths may not pass 107 bytes. */
   private readonly rayLink: string;
+  /** The run the federation serves now, which hears of its processes' lines and deaths. */
+  private run?: RunSetup;
   private stopping = false;
 
-  constructor(private readonly setup: RunSetup, private readonly python: string, private readonly simulation?: SimulationResources) {
-    this.env = flowerEnv(python, path.join(setup.dir, 'flwr-home'));
-    this.rayLink = rayLinkOf(setup.job._id.toHexString());
+  constructor(
+    private readonly python: string,
+    private readonly dir: string,
+    private readonly clients: number,
+    private readonly simulation: SimulationResources | undefined,
+    private readonly lostWhileWaiting: () => void,
+  ) {
+    this.env = flowerEnv(python, path.join(dir, 'flwr-home'));
+    this.rayLink = path.join(tmpdir(), `${RAY_LINK_PREFIX}${path.basename(dir)}`);
     this.runArgs = simulation ? ['--federation-config', [
-      `num_supernodes=${setup.job.clients}`, `init_args_num_cpus=${simulation.cpus}`,
+      `num_supernodes=${clients}`, `init_args_num_cpus=${simulation.cpus}`,
       `client_resources_num_cpus=${simulation.clientCpus}`, `client_resources_num_gpus=${simulation.clientGpus}`,
     ].join(' ')] : [];
   }
 
-  async start(): Promise<void> {
-    const { dir, shim, job } = this.setup;
-    await writeShimConfig(this.setup.appDir, this.setup.shimRun);
-    const linkPort = await freePort();
-    this.control = new FlowerControl(`http://127.0.0.1:${linkPort}`);
-    await writeFile(path.join(dir, 'flwr-home', 'config.toml'),
-      `[superlink]\ndefault = "${FEDERATION_NAME}"\n\n[superlink.${FEDERATION_NAME}]\naddress = "127.0.0.1:${linkPort}"\ninsecure = true\n`);
-    this.spawn('superlink', 'flower-superlink', [path.join(path.dirname(this.python), 'flower-superlink'), '--insecure',
-      '--host', '127.0.0.1', '--port', String(linkPort), '--database', path.join(dir, 'state.db'),
-      '--disable-runtime-dependency-installation', ...(this.simulation ? ['--simulation'] : [])],
-    { POLLEN_SHIM_TARGET: shim.target, POLLEN_EVENTS_ADDRESS: shim.address, POLLEN_EVENTS_TOKEN: shim.token, ...await this.simulationEnv() });
-    await this.waitForHealth(linkPort);
-    if (this.simulation) return; // the virtual SuperNodes start with the run
-    for (let partition = 0; partition < job.clients; partition += 1) {
-      this.spawn(`supernode ${partition}`, 'flower-supernode', [this.python, SUPERNODE, '--insecure', '--superlink', `127.0.0.1:${linkPort}`,
-        '--host', '127.0.0.1', '--port', String(await freePort()),
-        '--node-config', `partition-id=${partition} num-partitions=${job.clients}`]);
-    }
+  /** Every process it started is still running. */
+  get isWhole(): boolean {
+    return !this.stopping && this.processes.every((child) => !child.hasExited);
   }
 
-  async explainFailure(reason: string | null): Promise<string | null> {
-    return reason;
+  attach(run: RunSetup): void {
+    this.run = run;
+  }
+
+  detach(): void {
+    this.run = undefined;
+  }
+
+  async start(): Promise<void> {
+    await mkdir(path.join(this.dir, 'flwr-home'), { recursive: true, mode: 0o700 });
+    await writeFile(path.join(this.dir, OWNER_FILE), String(process.pid));
+    const linkPort = await freePort();
+    this.control = new FlowerControl(`http://127.0.0.1:${linkPort}`);
+    await writeFile(path.join(this.dir, 'flwr-home', 'config.toml'),
+      `[superlink]\ndefault = "${FEDERATION_NAME}"\n\n[superlink.${FEDERATION_NAME}]\naddress = "127.0.0.1:${linkPort}"\ninsecure = true\n`);
+    this.spawn('superlink', 'flower-superlink', [path.join(path.dirname(this.python), 'flower-superlink'), '--insecure',
+      '--host', '127.0.0.1', '--port', String(linkPort), '--database', path.join(this.dir, 'state.db'),
+      '--disable-runtime-dependency-installation', ...(this.simulation ? ['--simulation'] : [])], await this.simulationEnv());
+    await this.waitForHealth(linkPort);
+    if (this.simulation) return; // the virtual SuperNodes start with each run
+    for (let partition = 0; partition < this.clients; partition += 1) {
+      this.spawn(`supernode ${partition}`, 'flower-supernode', [this.python, SUPERNODE, '--insecure', '--superlink', `127.0.0.1:${linkPort}`,
+        '--host', '127.0.0.1', '--port', String(await freePort()),
+        '--node-config', `partition-id=${partition} num-partitions=${this.clients}`]);
+    }
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
+    this.run = undefined;
     await Promise.all(this.processes.map((child) => child.stop()));
-    if (this.simulation) await rm(this.rayLink, { force: true });
+    await rm(this.rayLink, { force: true });
+    await rm(this.dir, { recursive: true, force: true });
   }
 
-  /** What the SuperLink's tree needs to run the Simulation Engine with Ray on loopback, under the job's directory. */
+  /** What the SuperLink's tree needs to run the Simulation Engine with Ray on loopback, under the federation's directory. */
   private async simulationEnv(): Promise<NodeJS.ProcessEnv> {
     if (!this.simulation) return {};
-    const rayDir = path.join(this.setup.dir, 'ray');
+    const rayDir = path.join(this.dir, 'ray');
     await mkdir(rayDir, { recursive: true });
     await rm(this.rayLink, { force: true });
     await symlink(rayDir, this.rayLink);
@@ -136,13 +259,17 @@ class LocalFederation implements Federation {
   /** Starts `commandLine` under the guard; `command` names it in failure reasons. */
   private spawn(name: string, command: string, [executable, ...args]: string[], extraEnv: NodeJS.ProcessEnv = {}): void {
     const child = GuardedProcess.start(name, executable!, args, {
-      python: this.python, env: { ...this.env, ...extraEnv }, cwd: this.setup.dir,
-      onLine: (line) => this.setup.onLine(name, line),
+      python: this.python, env: { ...this.env, ...extraEnv }, cwd: this.dir,
+      onLine: (line) => this.run?.onLine(name, line),
     });
     this.processes.push(child);
     void child.exited.then(({ code, signal }) => {
       if (this.stopping) return;
-      this.setup.onProcessDied(name.replace(/^superlink/, 'SuperLink').replace(/^supernode/, 'SuperNode'), command, code, signal);
+      if (!this.run) {
+        this.lostWhileWaiting();
+        return;
+      }
+      this.run.onProcessDied(name.replace(/^superlink/, 'SuperLink').replace(/^supernode/, 'SuperNode'), command, code, signal);
     });
   }
 

@@ -36,9 +36,8 @@ export async function useRemoteFederation(setup: RunSetup, superlinks: ProjectSu
       const offline = await superlinks.offlineNodeNames(projectId).catch(() => []);
       return offline.length === 0 ? reason : `${reason ?? 'The run failed.'} Nodes not ONLINE: ${offline.join(', ')}.`;
     },
-    async stop() {
-      // The project's SuperLink outlives the run; Flower already stopped the run on it.
-      unwatch();
-    },
+    // The project's SuperLink outlives the run; Flower already stopped the run on it.
+    stop: async () => unwatch(),
+    release: async () => unwatch(),
   };
 }
