@@ -30,7 +30,8 @@ const TRIAL_TIMEOUT_MS = 5 * 60_000;
 const SHIM = path.join(REPO, 'src/runner/python/pollen_shim.py');
 const GUARD = path.join(REPO, 'src/runner/python/process_guard.py');
 /** Pollen's LOCAL SuperNode (Flower's, polling faster) and its flwr-simulation wrapper, as local-federation.ts uses them. */
-const SUPERNODE = path.join(REPO, 'src/runner/python/bin/flower-supernode');
+const FEDERATION_BIN = path.join(REPO, 'src/runner/python/bin');
+const SUPERNODE = path.join(FEDERATION_BIN, 'flower-supernode');
 const SIMULATION_BIN = path.join(REPO, 'src/runner/python/simulation-bin');
 const LOOPBACK_BIND = path.join(REPO, '.tools/lib/libpollen-loopback.so');
 const PYTHON = path.join(FLOWER_BIN, 'python');
@@ -158,7 +159,11 @@ async function startFederation(kind, onShimEvent) {
   const linkPort = await freePort();
   writeFileSync(path.join(flwrHome, 'config.toml'),
     `[superlink]\ndefault = "local"\n\n[superlink.local]\naddress = "127.0.0.1:${linkPort}"\ninsecure = true\n`);
-  const env = flowerEnv(PYTHON, flwrHome);
+  // Pollen's federation environment (local-federation.ts): its flower-superexec first on PATH (without POLLEN_SERVING_FILE
+  // it polls as fast as a federation serving a run), and the shim's channel in pollen_shim.json inside the app.
+  const flowerDefaults = flowerEnv(PYTHON, flwrHome);
+  const env = { ...flowerDefaults, PATH: `${FEDERATION_BIN}${path.delimiter}${flowerDefaults.PATH}`, POLLEN_PYTHON: PYTHON };
+  writeFileSync(path.join(appDir, 'pollen_shim.json'), JSON.stringify({ target, address: events.address, token: events.token }));
   const processes = [];
   const stop = async () => {
     await Promise.all(processes.map((child) => stopChild(child, 10_000)));
@@ -166,13 +171,11 @@ async function startFederation(kind, onShimEvent) {
   };
   onCleanup(stop);
 
-  // Only the SuperLink's tree (SuperExec -> flwr-serverapp or flwr-simulation) needs the shim's settings.
   const simulation = kind === 'SIMULATION';
   const superlink = startGuarded(dir, 'superlink', [path.join(FLOWER_BIN, 'flower-superlink'), '--insecure', '--host', '127.0.0.1',
     '--port', String(linkPort), '--database', path.join(dir, 'state.db'), '--disable-runtime-dependency-installation',
     ...(simulation ? ['--simulation'] : [])],
-  { ...env, POLLEN_SHIM_TARGET: target, POLLEN_EVENTS_ADDRESS: events.address, POLLEN_EVENTS_TOKEN: events.token,
-    ...(simulation ? simulationEnv(env) : {}) });
+  { ...env, ...(simulation ? simulationEnv(env) : {}) });
   processes.push(superlink);
   await waitForHealth(linkPort, superlink, dir);
   const flwr = async (args) => (await run(path.join(FLOWER_BIN, 'flwr'), args, { env, cwd: dir, timeout: 60_000 })).stdout;
@@ -190,7 +193,6 @@ async function startFederation(kind, onShimEvent) {
 function simulationEnv(env) {
   return {
     PATH: `${SIMULATION_BIN}${path.delimiter}${env.PATH}`,
-    POLLEN_PYTHON: PYTHON,
     POLLEN_RAY_TEMP_DIR: tempDir('pollen-bench-ray-'),
     POLLEN_RAY_OBJECT_STORE_BYTES: String(SIMULATION.objectStoreMb * 1024 * 1024),
     RAY_USAGE_STATS_ENABLED: '0',
@@ -298,11 +300,12 @@ await runBenchmark(async () => {
   const rounds = option('rounds', 2);
   const loadBefore = loadAverage();
 
-  // LOG_LEVEL info for the "launch phases" line; the SIMULATION_* settings are Pollen's defaults, made explicit.
+  // LOG_LEVEL info for the "launch phases" line; the SIMULATION_* settings are Pollen's defaults, made explicit; the
+  // federations wait for the next job for the whole benchmark (a trial's other three runs take longer than the default 120 s).
   const launchLog = launchPhaseLog();
   const pollen = await startPollen({
     env: {
-      LOG_LEVEL: 'info', SIMULATION_CPUS: String(SIMULATION.cpus), SIMULATION_CLIENT_CPUS: String(SIMULATION.clientCpus),
+      LOG_LEVEL: 'info', WARM_FEDERATION: '30m', SIMULATION_CPUS: String(SIMULATION.cpus), SIMULATION_CLIENT_CPUS: String(SIMULATION.clientCpus),
       SIMULATION_CLIENT_GPUS: String(SIMULATION.clientGpus), SIMULATION_OBJECT_STORE_MB: String(SIMULATION.objectStoreMb),
     },
     onLine: launchLog.onLine,

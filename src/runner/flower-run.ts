@@ -131,17 +131,10 @@ class FlowerRun implements JobExecution {
     await mkdir(this.checkpointsDir, { recursive: true, mode: 0o700 });
     this.channel = await EventChannel.open((event) => this.onShimEvent(event), (question) => this.onShimQuestion(question));
     const appDir = path.join(this.dir, 'app');
-    const serverapp = await this.prepareApp(appDir);
+    await this.prepareApp(appDir, this.channel);
     this.markLaunch('appUnpacked');
     const setup: RunSetup = {
-      job: this.job, dir: this.dir, appDir,
-      shim: { target: serverapp, address: this.channel.address, token: this.channel.token },
-      shimRun: {
-        checkpoints_dir: this.checkpointsDir,
-        round_offset: this.job.parentRound ?? 0,
-        initial_arrays: await this.prepareInitialModel(),
-        ask_before_round: this.stopRule !== undefined,
-      },
+      job: this.job, dir: this.dir,
       onProcessDied: (label, command, code, signal) => this.onProcessDied(label, command, code, signal),
       cannotGoOn: (reason) => {
         if (!this.stopping && !this.settled) void this.failWhileRunning(`${reason} at round ${this.round}.`);
@@ -168,13 +161,26 @@ class FlowerRun implements JobExecution {
     }, LOG_FLUSH_MS));
   }
 
-  /** Unpacks the stored app and puts the shim in front of its ServerApp; returns the ServerApp the shim runs. */
-  private async prepareApp(appDir: string): Promise<string> {
+  /**
+   * Unpacks the stored app and puts the shim in front of its ServerApp, with the run's settings in
+   * pollen_shim.json (see python/pollen_shim.py): the FAB carries them, so each run on a SuperLink
+   * that outlives it has its own. The channel's token then also reaches the SuperNodes with the app;
+   * it only opens the event channel, which listens on this host's loopback, out of remote nodes' reach.
+   */
+  private async prepareApp(appDir: string, channel: EventChannel): Promise<void> {
     const app = await this.deps.apps.unpack(this.job.appId, appDir);
     await copyFile(SHIM, path.join(appDir, 'pollen_shim.py'));
     const pyproject = path.join(appDir, 'pyproject.toml');
     await writeFile(pyproject, pointServerAppAtShim(await readFile(pyproject, 'utf8')));
-    return app.components.serverapp;
+    await writeFile(path.join(appDir, 'pollen_shim.json'), JSON.stringify({
+      target: app.components.serverapp,
+      address: channel.address,
+      token: channel.token,
+      checkpoints_dir: this.checkpointsDir,
+      round_offset: this.job.parentRound ?? 0,
+      initial_arrays: await this.prepareInitialModel(),
+      ask_before_round: this.stopRule !== undefined,
+    }), { mode: 0o600 });
   }
 
   /** A fork starts from its parent's checkpoint, copied next to the run; null for a job that starts from the app's own model. */

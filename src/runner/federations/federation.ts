@@ -1,41 +1,11 @@
-import { writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import type { TrainingJob } from '../../modules/training/training-job.model.js';
 import type { FlowerControl } from '../flower-control.js';
-
-/** Where the ServerApp shim sends its events: a per-run loopback channel and its token. */
-export interface ShimChannel {
-  /** The user's ServerApp ("module:attr"), which the shim imports and runs. */
-  target: string;
-  address: string;
-  token: string;
-}
-
-/** What the shim does in this run besides reporting (see python/pollen_shim.py, "Run settings"). */
-export interface ShimRunSettings {
-  checkpoints_dir: string;
-  round_offset: number;
-  initial_arrays: string | null;
-  ask_before_round: boolean;
-}
-
-/**
- * Writes the shim's pollen_shim.json into the app, which carries it into the FAB: the run's
- * settings, and the channel when the federation cannot hand it over in the environment.
- */
-export function writeShimConfig(appDir: string, settings: ShimRunSettings & Partial<ShimChannel>): Promise<void> {
-  return writeFile(path.join(appDir, 'pollen_shim.json'), JSON.stringify(settings), { mode: 0o600 });
-}
 
 /** What a federation gets from the run it serves. */
 export interface RunSetup {
   job: TrainingJob;
   /** DATA_DIR/jobs/<id>: the run's own directory. */
   dir: string;
-  /** The unpacked app, with the shim in front of its ServerApp. */
-  appDir: string;
-  shim: ShimChannel;
-  shimRun: ShimRunSettings;
   /** A process the federation started died while the run needed it: `label` names it ("SuperNode 1"). */
   onProcessDied(label: string, command: string, code: number | null, signal: NodeJS.Signals | null): void;
   /** The federation cannot carry the run on (too few nodes left): the run is stopped and fails with `reason` (and the round). */

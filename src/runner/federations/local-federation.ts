@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -9,11 +9,15 @@ import { FlowerControl } from '../flower-control.js';
 import { flowerEnv } from '../flower-env.js';
 import { freePort } from '../free-port.js';
 import { GuardedProcess } from '../guarded-process.js';
-import { writeShimConfig, type Federation, type RunSetup } from './federation.js';
+import type { Federation, RunSetup } from './federation.js';
 
 const FEDERATION_NAME = 'local';
-/** flower-supernode, polling its SuperLink on loopback faster than Flower's fixed 3 s (see the script). */
-const SUPERNODE = fileURLToPath(new URL('../../../src/runner/python/bin/flower-supernode', import.meta.url));
+/**
+ * Pollen's flower-supernode and flower-superexec, first on the federation's PATH: Flower's own, polling
+ * fast while the federation serves a run and slowly while it waits (see python/bin/pollen_polling.py).
+ */
+const FEDERATION_BIN = fileURLToPath(new URL('../../../src/runner/python/bin', import.meta.url));
+const SUPERNODE = path.join(FEDERATION_BIN, 'flower-supernode');
 /** flwr-simulation with Ray kept to the federation, first on a SIMULATION SuperLink's PATH (see python/pollen_simulation.py). */
 const SIMULATION_BIN = fileURLToPath(new URL('../../../src/runner/python/simulation-bin', import.meta.url));
 /** Binds every socket of the simulation's processes to loopback (see native/loopback_bind.c). */
@@ -90,7 +94,6 @@ export class LocalFederations {
         throw error;
       }
     }
-    await writeShimConfig(setup.appDir, { ...setup.shimRun, ...setup.shim });
     return {
       name: FEDERATION_NAME,
       env: federation.env,
@@ -178,6 +181,8 @@ class LocalFederation {
   private readonly rayLink: string;
   /** The run the federation serves now, which hears of its processes' lines and deaths. */
   private run?: RunSetup;
+  /** Present while the federation serves a run: its processes poll fast (python/bin/pollen_polling.py). */
+  private readonly servingFile: string;
   private stopping = false;
 
   constructor(
@@ -187,7 +192,10 @@ class LocalFederation {
     private readonly simulation: SimulationResources | undefined,
     private readonly lostWhileWaiting: () => void,
   ) {
-    this.env = flowerEnv(python, path.join(dir, 'flwr-home'));
+    const env = flowerEnv(python, path.join(dir, 'flwr-home'));
+    this.servingFile = path.join(dir, 'serving');
+    this.env = { ...env, PATH: `${FEDERATION_BIN}${path.delimiter}${env.PATH}`, POLLEN_PYTHON: python, POLLEN_SERVING_FILE: this.servingFile };
+    mkdirSync(path.join(dir, 'flwr-home'), { recursive: true, mode: 0o700 });
     this.rayLink = path.join(tmpdir(), `${RAY_LINK_PREFIX}${path.basename(dir)}`);
     this.runArgs = simulation ? ['--federation-config', [
       `num_supernodes=${clients}`, `init_args_num_cpus=${simulation.cpus}`,
@@ -202,14 +210,15 @@ class LocalFederation {
 
   attach(run: RunSetup): void {
     this.run = run;
+    writeFileSync(this.servingFile, '');
   }
 
   detach(): void {
     this.run = undefined;
+    rmSync(this.servingFile, { force: true });
   }
 
   async start(): Promise<void> {
-    await mkdir(path.join(this.dir, 'flwr-home'), { recursive: true, mode: 0o700 });
     await writeFile(path.join(this.dir, OWNER_FILE), String(process.pid));
     const linkPort = await freePort();
     this.control = new FlowerControl(`http://127.0.0.1:${linkPort}`);
@@ -244,7 +253,6 @@ class LocalFederation {
     await symlink(rayDir, this.rayLink);
     return {
       PATH: `${SIMULATION_BIN}${path.delimiter}${this.env.PATH}`,
-      POLLEN_PYTHON: this.python,
       POLLEN_RAY_TEMP_DIR: this.rayLink,
       POLLEN_RAY_OBJECT_STORE_BYTES: String(this.simulation.objectStoreBytes),
       RAY_USAGE_STATS_ENABLED: '0',

@@ -1,5 +1,5 @@
 import type { FlowerControl } from '../flower-control.js';
-import { writeShimConfig, type Federation, type RunSetup } from './federation.js';
+import type { Federation, RunSetup } from './federation.js';
 
 /** The project's long-lived SuperLink and its deployed nodes (runner/remote/remote-federations.ts). */
 export interface ProjectSuperLinks {
@@ -10,16 +10,10 @@ export interface ProjectSuperLinks {
   watchOnlineNodes(projectId: string, listener: (online: number) => void): () => void;
 }
 
-/**
- * A REMOTE run uses its project's SuperLink, which runs for longer than any job and for every job
- * of the project, so the shim's settings cannot travel in its environment: they go in
- * pollen_shim.json inside the app. The token then also reaches the SuperNodes with the app; it
- * only opens the event channel, which listens on this host's loopback, out of their reach.
- */
+/** A REMOTE run uses its project's SuperLink, which runs for longer than any job and for every job of the project. */
 export async function useRemoteFederation(setup: RunSetup, superlinks: ProjectSuperLinks): Promise<Federation> {
   const projectId = setup.job.projectId.toHexString();
   const link = await superlinks.superlinkFor(projectId);
-  await writeShimConfig(setup.appDir, { ...setup.shimRun, ...setup.shim });
   // Flower's strategies wait for a node that left for as long as it takes: the run fails as soon as
   // too few of the project's nodes are ONLINE to go on, rather than at ROUND_TIMEOUT.
   const { clients } = setup.job;

@@ -13,14 +13,10 @@ Pollen copies this file into the root of the unpacked Flower App and points
    legacy ``server_fn`` run exactly as they would without Pollen.
 
 Configuration: ``pollen_shim.json`` next to this file
-(``{"target": "pkg.module:attr", "address": "127.0.0.1:PORT", "token": "..."}``;
-.json files travel in the FAB) and/or the environment variables
-``POLLEN_SHIM_TARGET``, ``POLLEN_EVENTS_ADDRESS``, ``POLLEN_EVENTS_TOKEN``
-(verified with flwr 1.42: flower-superlink -> flower-superexec ->
-flwr-serverapp all inherit the SuperLink's environment, so they work when the
-SuperLink is started per job). A key missing from the file is taken from the
-environment. Without a target the shim raises ImportError (run fails loudly);
-without an address it only runs the user's app.
+(``{"target": "pkg.module:attr", "address": "127.0.0.1:PORT", "token": "..."}``
+and the run settings below; .json files travel in the FAB, so each run on a
+long-lived SuperLink carries its own). Without a target the shim raises
+ImportError (run fails loudly); without an address it only runs the user's app.
 
 Event channel: one TCP connection to ``address``; the first line is
 ``{"token": ...}``, every further line is one JSON event::
@@ -37,7 +33,7 @@ Event channel: one TCP connection to ``address``; the first line is
     {"type": "end",    "status": "completed"|"failed"|"stopped", "error": str|null,
      "dropped": int, "at": ms}
 
-Run settings (pollen_shim.json only): ``checkpoints_dir`` (each round's global
+Run settings: ``checkpoints_dir`` (each round's global
 model is written there as round-N.npz, then announced), ``round_offset`` (a
 fork goes on with its parent's round numbers), ``initial_arrays`` (an .npz to
 start from instead of the app's initial arrays) and ``ask_before_round``: before
@@ -102,11 +98,6 @@ from typing import Any
 from flwr.serverapp import ServerApp
 
 CONFIG_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pollen_shim.json")
-# Environment fallbacks (they reach flwr-serverapp: flower-superlink ->
-# flower-superexec -> flwr-serverapp all inherit the environment).
-ENV_TARGET = "POLLEN_SHIM_TARGET"
-ENV_ADDRESS = "POLLEN_EVENTS_ADDRESS"
-ENV_TOKEN = "POLLEN_EVENTS_TOKEN"
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _QUEUE_MAX = 10_000  # events kept while the listener is slow; more are dropped
@@ -121,8 +112,7 @@ def _now_ms() -> float:
 
 
 def _load_config() -> dict[str, Any]:
-    """``pollen_shim.json`` beside this file wins (it is per run and travels in
-    the FAB); environment variables fill missing keys (they are per SuperLink)."""
+    """``pollen_shim.json`` beside this file: per run, it travels in the FAB."""
     cfg: dict[str, Any] = {}
     try:
         with open(CONFIG_FILE, encoding="utf-8") as fh:
@@ -133,9 +123,6 @@ def _load_config() -> dict[str, Any]:
         pass
     except Exception as err:  # a broken file must not break the run
         print(f"pollen_shim: ignoring unreadable {CONFIG_FILE}: {err}", file=sys.stderr)
-    for key, env in (("target", ENV_TARGET), ("address", ENV_ADDRESS), ("token", ENV_TOKEN)):
-        if not cfg.get(key):
-            cfg[key] = os.environ.get(env)
     return cfg
 
 
