@@ -4,7 +4,7 @@
 // for the same app and the same numbers of clients, in the same run. One Pollen for everything,
 // with its defaults (SIMULATION_CPUS = half the cores), one job at a time.
 //
-//   node bench/simulation.mjs [--clients=10,100,1000] [--rounds=3] [--compare-clients=2,8] [--compare-rounds=5]
+//   node bench/simulation.mjs [--clients=10,100,1000] [--rounds=3] [--compare-clients=2,10] [--compare-rounds=5]
 //                             [--sample-ms=250] [--timeout-minutes=60]
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { readdirSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
@@ -23,7 +23,7 @@ const fineRatio = (value, base) => (Number.isFinite(value / base) && value / bas
 await runBenchmark(async () => {
   const clientCounts = listOption('clients', [10, 100, 1000]);
   const rounds = option('rounds', 3);
-  const compareClients = listOption('compare-clients', [2, 8]);
+  const compareClients = listOption('compare-clients', [2, 10]);
   const compareRounds = option('compare-rounds', 5);
   const sampleMs = option('sample-ms', 250);
   const timeoutMs = option('timeout-minutes', 60) * 60_000;
@@ -32,8 +32,11 @@ await runBenchmark(async () => {
     `${Math.max(1, Math.floor(availableParallelism() / 2))}`);
 
   // Long jobs outlive the default 15 min access token; each job on a federation of its own (WARM_FEDERATION=0), so that
-  // one job's figures hold none of the federation the job before left waiting. Nothing else differs from Pollen's defaults.
-  const pollen = await startPollen({ env: { ACCESS_TOKEN_TTL: '4h', WARM_FEDERATION: '0' } });
+  // one job's figures hold none of the federation the job before left waiting; LOCAL may start as many SuperNodes as the
+  // comparison asks for. Nothing else differs from Pollen's defaults.
+  const pollen = await startPollen({
+    env: { ACCESS_TOKEN_TTL: '4h', WARM_FEDERATION: '0', MAX_LOCAL_SUPERNODES: String(Math.max(8, ...compareClients)) },
+  });
   const run = (clients, jobRounds, federation) => runJob(pollen, { clients, rounds: jobRounds, federation, sampleMs, timeoutMs });
 
   // ---------------------------------------------------------------- 1. memory by virtual clients

@@ -157,7 +157,7 @@ describe('metric capture', () => {
 });
 
 describe('failures and cancellation', () => {
-  it('fails a run whose client raises, with the error in the reason or the log', async () => {
+  it('fails a run whose client raises, with the error in the reason or the log, and stops its federation', async () => {
     const jobId = await start(await uploadApp(fixtureApp('crashing-app')), await saveConfig(2));
     const state = updates(jobId);
     const final = await finalStatus(state);
@@ -166,6 +166,8 @@ describe('failures and cancellation', () => {
     const evidence = `${trainingJob!.statusReason}\n${trainingJob!.logs.map((l) => l.line).join('\n')}`;
     expect(evidence).toMatch(/simulated client failure|failed/i);
     expect(trainingJob!.statusReason).toBeTruthy();
+    // A federation whose run failed does not wait for the next: nothing of it is left.
+    expect(jobProcesses(pollen.dataDir, jobId)).toEqual([]);
   }, 180_000);
 
   it('cancels a running job: stopped in Flower, torn down, CANCELLED, metrics kept', async () => {

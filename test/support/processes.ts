@@ -1,5 +1,5 @@
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { readlinkSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 
 /** Every process the kit started, so none outlives a failed test file. */
@@ -48,10 +48,25 @@ export function jobProcesses(dataDir: string, jobId: string): string[] {
   return [...processesUnder(path.join(dataDir, 'jobs', jobId)), ...processesUnder(localFederationsDir(dataDir))];
 }
 
-/** A run's own processes, as opposed to those of a federation that outlive it (SuperLink, SuperNodes, their SuperExecs). */
+/**
+ * A run's own processes, as opposed to those of a federation that outlive it (SuperLink, SuperNodes,
+ * their SuperExecs and the processes they fork app processes from), by command line or by name
+ * (an app process forked from pollen_zygote.py keeps the zygote's command line and takes the app's name).
+ */
 const RUN_PROCESS = /flwr-serverapp|flwr-clientapp|flwr-simulation|raylet|gcs_server|ray::|default_worker/;
 
-/** What is left of a run in a Pollen whose federation may wait for the next run ("PID ARGS" lines). */
+/** What is left of a run in a Pollen whose federation may wait for the next run ("PID NAME ARGS" lines). */
 export function runProcessesLeft(dataDir: string, jobId: string): string[] {
-  return jobProcesses(dataDir, jobId).filter((line) => RUN_PROCESS.test(line));
+  return [path.join(dataDir, 'jobs', jobId), localFederationsDir(dataDir)]
+    .flatMap((dir) => processesIn(dir))
+    .map(({ pid, args }) => `${pid} ${nameOf(pid)} ${args}`)
+    .filter((line) => RUN_PROCESS.test(line));
+}
+
+function nameOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return ''; // gone
+  }
 }
