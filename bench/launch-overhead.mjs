@@ -184,7 +184,7 @@ async function startFederation(kind, onShimEvent) {
 
   const simulation = kind === 'SIMULATION';
   const superlink = startGuarded(dir, 'superlink', [path.join(FLOWER_BIN, 'flower-superlink'), '--insecure', '--host', '127.0.0.1',
-    '--port', String(linkPort), '--database', path.join(dir, 'state.db'), '--disable-runtime-dependency-installation',
+    '--port', String(linkPort), '--disable-runtime-dependency-installation',
     ...(simulation ? ['--simulation'] : [])],
   { ...env, ...(simulation ? simulationEnv(env) : {}) });
   processes.push(superlink);
