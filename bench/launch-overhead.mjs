@@ -27,6 +27,8 @@ import {
 
 const CLIENTS = 2;
 const TRIAL_TIMEOUT_MS = 5 * 60_000;
+/** How long the CLI's federation rests between its warm-up run and the timed one. */
+const WARM_UP_SETTLE_MS = 5_000;
 const SHIM = path.join(REPO, 'src/runner/python/pollen_shim.py');
 const GUARD = path.join(REPO, 'src/runner/python/process_guard.py');
 /** Pollen's LOCAL SuperNode (Flower's, polling faster) and its flwr-simulation wrapper, as local-federation.ts uses them. */
@@ -134,6 +136,8 @@ async function timeCliLaunch(rounds, federationKind) {
     // A run before the timed one, as Pollen's waiting federation has served the job before: neither side pays for a first run.
     const warmUp = await runOnce(() => undefined);
     await within(TRIAL_TIMEOUT_MS, warmUp.ended, `the warm-up flwr run ${warmUp.runId} to end`);
+    // Its processes (a simulation's Ray) end after the ServerApp does: the timed run does not start among them.
+    await sleep(WARM_UP_SETTLE_MS);
 
     const startedAt = Date.now();
     const { firsts, note } = firstArrivals(startedAt);

@@ -66,7 +66,7 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|\[::1\]|\[::ffff:127\.\d+\.\d+\.\d+\]):\d
 
 describe('a SIMULATION run', () => {
   it('trains 50 virtual clients to COMPLETED with live metrics and kept models, Ray on loopback and under DATA_DIR, and leaves nothing behind', async () => {
-    const { pollen, session, client, projectId } = await pollenWithProject({ WARM_FEDERATION: '8s' });
+    const { pollen, session, client, projectId } = await pollenWithProject({ WARM_FEDERATION: '15s' });
     const jobId = await queueJob(client, projectId, DIGITS, 4, undefined, { clients: 50, federation: 'SIMULATION' });
     const socket = connectWebSocket(pollen.wsUrl, session.accessToken);
     const metrics = socket.subscribe(RoundMetricsDocument, { jobId });
@@ -83,9 +83,12 @@ describe('a SIMULATION run', () => {
     expect(readdirSync(path.join(localFederationsDir(pollen.dataDir), federationDir!, 'ray')).some((name) => name.startsWith('session_'))).toBe(true);
 
     await updates.ended;
+    // Its SuperLink waits for the next run for WARM_FEDERATION (the job is reported COMPLETED once it does).
+    const waitingSuperLink = simulationProcesses(pollen).some(({ args }) => args.includes('/flower-superlink '));
     await metrics.ended;
     await socket.client.dispose();
     expect(updates.items.at(-1)!.trainingJobUpdated).toMatchObject({ status: 'COMPLETED', federation: 'SIMULATION', clients: 50, currentRound: 4 });
+    expect(waitingSuperLink).toBe(true);
     // A point per round and phase, live, in order; the model learns.
     const received = metrics.items.map(({ roundMetrics }) => `${roundMetrics.round} ${roundMetrics.phase}`);
     expect(received).toEqual(['0 SERVER_EVALUATE', ...[1, 2, 3, 4].flatMap((round) => ['TRAIN', 'EVALUATE', 'SERVER_EVALUATE'].map((phase) => `${round} ${phase}`))]);
@@ -95,12 +98,11 @@ describe('a SIMULATION run', () => {
     expect(trainingJob!.finalCheckpoint).toMatchObject({ round: 4 });
     expect(trainingJob!.checkpoints.map((checkpoint) => checkpoint.round)).toEqual([2, 3, 4]);
 
-    // The SuperLink waits for the next run for WARM_FEDERATION, then stops too; Ray ends with the run.
-    expect(simulationProcesses(pollen).some(({ args }) => args.includes('/flower-superlink '))).toBe(true);
+    // Ray ends with the run; the SuperLink stops after WARM_FEDERATION.
     await expect.poll(() => simulationProcesses(pollen).filter(({ args }) => RAY.test(args)), { timeout: 15_000 }).toEqual([]);
-    await expect.poll(() => simulationProcesses(pollen), { timeout: 30_000 }).toEqual([]);
-    expect(rayLinks(pollen)).toEqual([]);
-    expect(readdirSync(localFederationsDir(pollen.dataDir))).toEqual([]);
+    // Its processes end first, then its directory and the link to Ray's go.
+    await expect.poll(() => ({ processes: simulationProcesses(pollen), links: rayLinks(pollen), federations: readdirSync(localFederationsDir(pollen.dataDir)) }),
+      { timeout: 45_000 }).toEqual({ processes: [], links: [], federations: [] });
   }, 300_000);
 
   it('is the federation for more clients than a LOCAL run may start, up to 1,000', async () => {
@@ -160,8 +162,9 @@ describe('a SIMULATION run', () => {
         .toBe('FAILED');
       const { trainingJob } = await client.data(TrainingJobDocument, { id: jobId });
       expect(trainingJob!.statusReason).toMatch(/^Interrupted by a restart at round \d+/);
-      expect(existsSync(leftLink!)).toBe(false);
-      expect(readdirSync(localFederationsDir(first.pollen.dataDir))).toEqual([]);
+      // Removed at the start, beside the restart's reconciliation of the job.
+      await expect.poll(() => ({ link: existsSync(leftLink!), federations: readdirSync(localFederationsDir(first.pollen.dataDir)) }),
+        { timeout: 15_000 }).toEqual({ link: false, federations: [] });
     } finally {
       await second.stop();
     }
