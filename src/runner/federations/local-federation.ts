@@ -55,8 +55,8 @@ export interface LocalFederationSettings {
  *
  * A federation serves one run at a time. Starting one is most of what a launch costs beyond Flower's
  * own (bench/launch-overhead.mjs), so one whose run completed stays up for WARM_FEDERATION and the
- * next run of the same kind and size starts on it at once. One whose run failed, was cancelled or was
- * stopped early is stopped with it, as is one that loses a process while it waits: a run never
+ * next run of the same kind and size starts on it at once. One whose run failed, was cancelled or had
+ * to be stopped in Flower is stopped with it, as is one that loses a process while it waits: a run never
  * starts on a federation in a state nobody checked.
  */
 export class LocalFederations {
