@@ -243,8 +243,10 @@ describe('the dashboard, walked through by the people who train', () => {
     expect(viewerWatched.consoleErrors).toEqual([]);
     expect(viewerWatched.foreignRequests).toEqual([]);
 
-    // Signing out ends the session: a reload shows the sign-in form again.
+    // Signing out ends the session: the sign-in form comes once Pollen has ended it, and a reload
+    // (no earlier: it would abort the sign-out request) shows it again.
     await viewerPage.getByRole('button', { name: 'Sign out' }).click();
+    await viewerPage.getByRole('heading', { name: 'Sign in' }).waitFor();
     await viewerPage.reload();
     await viewerPage.getByRole('heading', { name: 'Sign in' }).waitFor();
     await context.close();
