@@ -1,9 +1,11 @@
+import path from 'node:path';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import type { PubSub } from '../pubsub/pubsub.js';
 import { MlflowClient } from '../modules/mlflow/mlflow.client.js';
 import { MlflowMirror } from '../modules/mlflow/mlflow.mirror.js';
 import { LocalFederations } from '../runner/federations/local-federation.js';
+import { FlowerCli } from '../runner/flower-cli.js';
 import { flowerJobLauncher } from '../runner/flower-run.js';
 import { GuardedProcess } from '../runner/guarded-process.js';
 import { Deployer } from '../runner/remote/deployer.js';
@@ -40,15 +42,17 @@ export async function startWorkers(config: Config, services: Services, pubsub: P
   const localFederations = new LocalFederations({
     python: config.flowerPython, dataDir: config.dataDir, simulation: config.simulation, keepWarmMs: config.warmFederationSeconds * 1000,
   }, runnerLogger);
+  const flwr = new FlowerCli(config.flowerPython, path.join(config.dataDir, 'flwr-cli'), runnerLogger);
   const runner = new TrainingRunner(services.training, pubsub, flowerJobLauncher({
-    training: services.training, apps: services.apps, settings: { ...config, python: config.flowerPython },
-    localFederations, superlinks: federations, logger: runnerLogger,
+    training: services.training, apps: services.apps, settings: config,
+    localFederations, superlinks: federations, flwr, logger: runnerLogger,
   }),
     { maxConcurrentJobs: config.maxConcurrentJobs, leaseMs: config.jobLeaseSeconds * 1000 }, runnerLogger);
   await runner.start();
   return {
     async stop() {
       await runner.stop();
+      await flwr.stop();
       await localFederations.stop();
       // The jobs just stopped end their runs in MLflow too, if it answers in time.
       await mirror?.stop(MIRROR_STOP_GRACE_MS);

@@ -1,9 +1,7 @@
-import { execFile } from 'node:child_process';
 import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { retryWhileDatabaseUnavailable } from '../db/database.js';
 import type { Logger } from '../logger.js';
 import type { AppService } from '../modules/apps/app.service.js';
@@ -13,13 +11,13 @@ import { FederationKind, TrainingJobStatus, type TrainingJob } from '../modules/
 import { StopRuleTracker } from '../modules/training/stop-rule.js';
 import { LOG_LINES_KEPT, type TrainingService } from '../modules/training/training.service.js';
 import { EventChannel, type ShimEvent, type ShimQuestion } from './event-channel.js';
+import type { FlowerCli } from './flower-cli.js';
 import type { Federation, RunSetup } from './federations/federation.js';
 import type { LocalFederations } from './federations/local-federation.js';
 import { useRemoteFederation, type ProjectSuperLinks } from './federations/remote-federation.js';
 import { RunOutput } from './run-output.js';
 import type { JobExecution, JobLauncher } from './training-runner.js';
 
-const exec = promisify(execFile);
 const SHIM = fileURLToPath(new URL('../../src/runner/python/pollen_shim.py', import.meta.url));
 /** Flower's own word on the run, a fallback to the shim's start and end events. */
 const STATUS_POLL_MS = 2_000;
@@ -30,8 +28,6 @@ const ANSI = /\x1b\[[0-9;?]*[ -/]*[@-~]/g;
 const WAITING_FOR_NODES = /Waiting for nodes to connect: (\d+) connected \(minimum required: (\d+)\)/;
 
 export interface FlowerRunSettings {
-  /** The Python of the venv that has flwr; its bin/ holds the Flower commands. */
-  python: string;
   dataDir: string;
   nodeConnectTimeoutSeconds: number;
   roundTimeoutSeconds: number;
@@ -41,7 +37,7 @@ type LaunchPhase = 'appUnpacked' | 'federationStarted' | 'submitted' | 'serverAp
 
 export interface FlowerRunDeps {
   training: TrainingService; apps: AppService; settings: FlowerRunSettings;
-  localFederations: LocalFederations; superlinks: ProjectSuperLinks; logger: Logger;
+  localFederations: LocalFederations; superlinks: ProjectSuperLinks; flwr: FlowerCli; logger: Logger;
 }
 
 /**
@@ -213,9 +209,7 @@ class FlowerRun implements JobExecution {
   }
 
   private flwr(args: string[]) {
-    return exec(path.join(path.dirname(this.deps.settings.python), 'flwr'), args, {
-      env: this.federation!.env, cwd: this.dir, timeout: 60_000, maxBuffer: 16 * 1024 * 1024, signal: this.cli.signal,
-    });
+    return this.deps.flwr.run(args, { env: this.federation!.env, cwd: this.dir, timeoutMs: 60_000, signal: this.cli.signal });
   }
 
   /** Flower's own word on the run, as a fallback to the shim's start and end events. */

@@ -8,8 +8,8 @@ FLWR_SUPEREXEC_TASK_POLL_INTERVAL. On a federation on 127.0.0.1 those waits are 
 time, so while the federation serves a run (Pollen keeps the file named by POLLEN_SERVING_FILE)
 each wait is at most SERVING_SECONDS. While it waits for its next run (WARM_FEDERATION), the file
 is gone and each wait is WAITING_SECONDS: a waiting LOCAL federation of 2 SuperNodes then costs a
-fraction of the third of a core it would cost polling at full speed, and picks up the next run
-within a second, while `flwr run` is still submitting it.
+fraction of the third of a core it would cost polling at full speed. Such a wait ends early when
+the file appears (looked for every WAKE_SECONDS, a cheap stat): the next run is picked up at once.
 """
 
 import os
@@ -17,6 +17,7 @@ import time as _time
 
 SERVING_SECONDS = 0.2
 WAITING_SECONDS = 1.0
+WAKE_SECONDS = 0.05
 _SERVING_FILE = os.environ.get("POLLEN_SERVING_FILE")
 
 
@@ -30,5 +31,10 @@ class FederationTime:
     def sleep(seconds):
         if _SERVING_FILE is None or os.path.exists(_SERVING_FILE):
             _time.sleep(min(seconds, SERVING_SECONDS))
-        else:
-            _time.sleep(WAITING_SECONDS)
+            return
+        until = _time.monotonic() + WAITING_SECONDS
+        while not os.path.exists(_SERVING_FILE):
+            left = until - _time.monotonic()
+            if left <= 0:
+                return
+            _time.sleep(min(left, WAKE_SECONDS))
