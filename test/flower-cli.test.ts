@@ -37,7 +37,7 @@ const command = (options: { home?: string; timeoutMs?: number; signal?: AbortSig
 });
 
 /**
- * The forker (python/pollen_cli.py, run in `cliDir`) and the `flwr` commands it forked (its command
+ * The forker (python/bin/pollen_cli.py, run in `cliDir`) and the `flwr` commands it forked (its command
  * line, run where the command was asked to run), whether or not the forker is still there.
  */
 function forkerTree(): { forkers: number[]; commands: number[] } {

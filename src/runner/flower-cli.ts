@@ -6,7 +6,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../logger.js';
 
-const FORKER = fileURLToPath(new URL('../../src/runner/python/pollen_cli.py', import.meta.url));
+const FORKER = fileURLToPath(new URL('../../src/runner/python/bin/pollen_cli.py', import.meta.url));
 /** Output kept in an error: the end of what the command wrote, where Flower says what went wrong. */
 const ERROR_OUTPUT_CHARS = 2_000;
 
@@ -27,7 +27,7 @@ interface Pending {
 
 /**
  * `flwr` commands, each forked from one process that has imported Flower's CLI
- * (python/pollen_cli.py) instead of started from scratch: a `flwr run` returns a second sooner.
+ * (python/bin/pollen_cli.py) instead of started from scratch: a `flwr run` returns a second sooner.
  * That process starts with the first command, again after it died, and ends with `stop()` or
  * with Pollen (its stdin closes); a command's output goes through files under `dir`.
  */

@@ -18,10 +18,10 @@ import os
 import random
 import signal
 import sys
-import traceback
 
 from flwr.superlink.cli import flwr_serverapp
 from flwr.supernode.cli import flwr_clientapp
+from pollen_forked import exit_with
 
 COMMANDS = {"flwr-clientapp": flwr_clientapp, "flwr-serverapp": flwr_serverapp}
 PR_SET_NAME = 15
@@ -29,8 +29,8 @@ PR_SET_NAME = 15
 
 def _run_child(command, args, quiet):
     """In the forked child: never returns."""
-    code = 1
-    try:
+
+    def run_command():
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         # Named as the command in ps, top and /proc/<pid>/comm (its command line stays the zygote's).
         ctypes.CDLL(None).prctl(PR_SET_NAME, command.encode()[:15], 0, 0, 0)
@@ -44,15 +44,8 @@ def _run_child(command, args, quiet):
             sys.modules["numpy"].random.seed()
         sys.argv = [command, *args]
         COMMANDS[command]()
-        code = 0
-    except SystemExit as ended:
-        code = ended.code if isinstance(ended.code, int) else (0 if ended.code is None else 1)
-    except BaseException:  # pylint: disable=broad-exception-caught
-        traceback.print_exc()
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+
+    exit_with(run_command)
 
 
 def main():

@@ -9,7 +9,7 @@ on its stdout, one JSON line each: `{"id", "pid"}` when the child started, `{"id
 ended (its exit code, or minus the signal that ended it). It ends when its stdin closes (Pollen is
 gone, even after a SIGKILL); its children end with it.
 
-    python pollen_cli.py
+    python bin/pollen_cli.py
 """
 
 import ctypes
@@ -18,9 +18,9 @@ import os
 import selectors
 import signal
 import sys
-import traceback
 
 from flwr.cli.app import app
+from pollen_forked import exit_with
 
 # What `flwr run` imports only when it runs, imported here once.
 import flwr.cli.run.run  # noqa: F401  pylint: disable=unused-import
@@ -32,13 +32,12 @@ PR_SET_PDEATHSIG = 1
 
 def _run_child(request):
     """In the forked child: never returns."""
-    code = 1
-    try:
+
+    def run_flwr():
         libc = ctypes.CDLL(None)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         libc.prctl(PR_SET_NAME, b"flwr", 0, 0, 0)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
         for fd, name in ((1, request["stdout"]), (2, request["stderr"])):
             os.dup2(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), fd)
         os.chdir(request["cwd"])
@@ -46,15 +45,8 @@ def _run_child(request):
         os.environ.update(request["env"])
         sys.argv = ["flwr", *request["args"]]
         app()
-        code = 0
-    except SystemExit as ended:
-        code = ended.code if isinstance(ended.code, int) else (0 if ended.code is None else 1)
-    except BaseException:  # pylint: disable=broad-exception-caught
-        traceback.print_exc()
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+
+    exit_with(run_flwr)
 
 
 def _answer(message):
