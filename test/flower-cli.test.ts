@@ -1,11 +1,11 @@
-import { existsSync, mkdirSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../src/logger.js';
 import { FlowerCli } from '../src/runner/flower-cli.js';
-import { processesIn } from './support/processes.js';
+import { processesIn, workingDirectoryOf } from './support/processes.js';
 import { REPO_ROOT } from './support/testkit.js';
 
 const PYTHON = path.join(REPO_ROOT, '.venv/bin/python');
@@ -47,14 +47,6 @@ function forkerTree(): { forkers: number[]; commands: number[] } {
     forkers: processes.filter(inCliDir).map(({ pid }) => pid),
     commands: processes.filter((process) => !inCliDir(process)).map(({ pid }) => pid),
   };
-}
-
-function workingDirectoryOf(pid: number): string | undefined {
-  try {
-    return readlinkSync(`/proc/${pid}/cwd`);
-  } catch {
-    return undefined; // gone
-  }
 }
 
 describe('flwr commands, forked from a process that has imported Flower', () => {

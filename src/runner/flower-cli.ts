@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -29,7 +29,8 @@ interface Pending {
  * `flwr` commands, each forked from one process that has imported Flower's CLI
  * (python/bin/pollen_cli.py) instead of started from scratch: a `flwr run` returns a second sooner.
  * That process starts with the first command, again after it died, and ends with `stop()` or
- * with Pollen (its stdin closes); a command's output goes through files under `dir`.
+ * with Pollen (its stdin closes); a command's output goes through files in a directory of its own
+ * under `dir`.
  */
 export class FlowerCli {
   private forker?: ChildProcess;
@@ -41,8 +42,11 @@ export class FlowerCli {
   /** Runs `flwr <args>`; rejects when it fails, times out or is aborted, with the end of its output. */
   async run(args: string[], command: FlowerCommand): Promise<FlowerCommandOutput> {
     command.signal.throwIfAborted();
+    this.startedForker(); // makes `dir`
     const id = this.nextId++;
-    const files = { stdout: path.join(this.dir, `${id}.out`), stderr: path.join(this.dir, `${id}.err`) };
+    // A directory of its own: Pollens that share a DATA_DIR number their commands alike.
+    const outputDir = await mkdtemp(path.join(this.dir, 'command-'));
+    const files = { stdout: path.join(outputDir, 'stdout'), stderr: path.join(outputDir, 'stderr') };
     try {
       const code = await this.fork(id, args, command, files);
       // A command whose forker died before it ran wrote nothing.
@@ -53,7 +57,7 @@ export class FlowerCli {
       }
       return { stdout, stderr };
     } finally {
-      await Promise.all([rm(files.stdout, { force: true }), rm(files.stderr, { force: true })]);
+      await rm(outputDir, { recursive: true, force: true });
     }
   }
 

@@ -51,7 +51,7 @@ export function flowerJobLauncher({ logger, ...deps }: FlowerRunDeps): JobLaunch
 /**
  * One job's Flower run: the app unpacked with the shim in front of its ServerApp, a federation to
  * run on, `flwr run`, and then the run's metrics and output stored as they come, its status
- * followed (the shim's events, `flwr list` as a fallback), and the watchdogs that stop a run which
+ * followed (the shim's events, Flower's Control API as a fallback), and the watchdogs that stop a run which
  * waits for nodes or rounds for too long.
  */
 class FlowerRun implements JobExecution {
@@ -73,7 +73,7 @@ class FlowerRun implements JobExecution {
   private round = 0;
   /** Aborted when the run is stopped: writes waiting for the database give up. */
   private readonly halt = new AbortController();
-  /** Aborted at teardown: a `flwr` command still running (a status poll) does not outlive the run. */
+  /** Aborted at teardown: a `flwr run` still submitting does not outlive the run. */
   private readonly cli = new AbortController();
   /** Metrics and checkpoints are stored one after another, in the order the shim sent them. */
   private recording: Promise<void> = Promise.resolve();

@@ -27,7 +27,8 @@ export function processesIn(dir: string): Array<{ pid: number; args: string }> {
     .filter(({ pid, args }) => args.includes(dir) || workingDirectoryOf(pid)?.startsWith(dir));
 }
 
-function workingDirectoryOf(pid: number): string | undefined {
+/** Where a process runs; undefined once it is gone. */
+export function workingDirectoryOf(pid: number): string | undefined {
   try {
     return readlinkSync(`/proc/${pid}/cwd`);
   } catch {

@@ -20,13 +20,12 @@ import signal
 import sys
 
 from flwr.cli.app import app
-from pollen_forked import exit_with
+from pollen_forked import exit_with, name_as
 
 # What `flwr run` imports only when it runs, imported here once.
 import flwr.cli.run.run  # noqa: F401  pylint: disable=unused-import
 import flwr.cli.utils  # noqa: F401  pylint: disable=unused-import
 
-PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
 
 
@@ -34,9 +33,8 @@ def _run_child(request):
     """In the forked child: never returns."""
 
     def run_flwr():
-        libc = ctypes.CDLL(None)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        libc.prctl(PR_SET_NAME, b"flwr", 0, 0, 0)
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        name_as("flwr")
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
         for fd, name in ((1, request["stdout"]), (2, request["stderr"])):
             os.dup2(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), fd)

@@ -1,8 +1,16 @@
-"""The end of a process forked to run a command's main function (pollen_zygote.py, pollen_cli.py)."""
+"""A process forked to run a command's main function (pollen_zygote.py, pollen_cli.py): its name and its end."""
 
+import ctypes
 import os
 import sys
 import traceback
+
+PR_SET_NAME = 15
+
+
+def name_as(command):
+    """Names the process as the command in ps, top and /proc/<pid>/comm (its command line stays its parent's)."""
+    ctypes.CDLL(None).prctl(PR_SET_NAME, command.encode()[:15], 0, 0, 0)
 
 
 def exit_with(main):

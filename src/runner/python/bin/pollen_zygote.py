@@ -12,7 +12,6 @@ process ends when its stdin closes (its SuperExec is gone); its children end as 
 (they watch the SuperExec, named by --parent-pid).
 """
 
-import ctypes
 import json
 import os
 import random
@@ -21,10 +20,9 @@ import sys
 
 from flwr.superlink.cli import flwr_serverapp
 from flwr.supernode.cli import flwr_clientapp
-from pollen_forked import exit_with
+from pollen_forked import exit_with, name_as
 
 COMMANDS = {"flwr-clientapp": flwr_clientapp, "flwr-serverapp": flwr_serverapp}
-PR_SET_NAME = 15
 
 
 def _run_child(command, args, quiet):
@@ -32,8 +30,7 @@ def _run_child(command, args, quiet):
 
     def run_command():
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        # Named as the command in ps, top and /proc/<pid>/comm (its command line stays the zygote's).
-        ctypes.CDLL(None).prctl(PR_SET_NAME, command.encode()[:15], 0, 0, 0)
+        name_as(command)
         devnull = os.open(os.devnull, os.O_RDWR)
         os.dup2(devnull, 0)
         if quiet:
