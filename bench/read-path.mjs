@@ -1,10 +1,12 @@
 // Read path: a realistic nested query (a page of projects with their owner, members, latest
 // training jobs and those jobs' latest metrics) under concurrent load (autocannon), against a
 // trivial query on the same Pollen with the same load settings; and the MongoDB commands a
-// request costs, counted by a proxy between Pollen and its FerretDB.
+// request costs, counted by a proxy between Pollen and its FerretDB. With --breakdown, also the
+// page of the first page size grown a part at a time, each part under the same load: where
+// Pollen's and FerretDB's CPU per request goes.
 //
 //   node bench/read-path.mjs [--page-sizes=5,50] [--connections=4] [--duration=10] [--min-answers=8]
-//     [--projects=50] [--jobs=4] [--rounds=5]
+//     [--projects=50] [--jobs=4] [--rounds=5] [--breakdown]
 import autocannon from 'autocannon';
 import {
   addProjectMember, cpuSeconds, createProject, createTrainingConfig, digitsRoundMetrics, DIGITS_APP, finishedJob, graphql, insertFinishedJobs, listOption, loadAverage,
@@ -17,30 +19,35 @@ const DATABASE = 'pollen';
 const JOBS_SHOWN = 3;
 const MEMBER_ROLES = ['VIEWER', 'EDITOR', 'OWNER']; // added to each project besides its creator
 
-const NESTED = `query ProjectsPage($first: Int!) {
+const PROJECT_FIELDS = 'id name description createdAt myRole';
+const PEOPLE = 'owner { id username } members { role user { id username } }';
+const JOB_FIELDS = 'id status statusReason currentRound totalRounds createdAt finishedAt';
+const LATEST_METRICS = 'latestMetrics { round phase values recordedAt }';
+
+/** A page of projects with `projectFields`, and their newest jobs with `jobFields` when given. */
+function projectsPage(projectFields, jobFields) {
+  const jobs = jobFields ? `trainingJobs(first: ${JOBS_SHOWN}) { totalCount edges { node { ${jobFields} } } }` : '';
+  return `query ProjectsPage($first: Int!) {
   projects(first: $first) {
     totalCount
     pageInfo { hasNextPage endCursor }
-    edges {
-      cursor
-      node {
-        id name description createdAt myRole
-        owner { id username }
-        members { role user { id username } }
-        trainingJobs(first: ${JOBS_SHOWN}) {
-          totalCount
-          edges {
-            node {
-              id status statusReason currentRound totalRounds createdAt finishedAt
-              latestMetrics { round phase values recordedAt }
-            }
-          }
-        }
-      }
-    }
+    edges { cursor node { ${projectFields} ${jobs} } }
   }
 }`;
+}
+
+const NESTED = projectsPage(`${PROJECT_FIELDS} ${PEOPLE}`, `${JOB_FIELDS} ${LATEST_METRICS}`);
+/** The nested query built up a part at a time, for --breakdown; the last part is NESTED itself. */
+const PARTS = [
+  ['projects: id only (+ totalCount, pageInfo)', projectsPage('id')],
+  ['+ their own fields', projectsPage(PROJECT_FIELDS)],
+  ['+ owner and members', projectsPage(`${PROJECT_FIELDS} ${PEOPLE}`)],
+  [`+ ${JOBS_SHOWN} jobs each: id (+ totalCount)`, projectsPage(`${PROJECT_FIELDS} ${PEOPLE}`, 'id')],
+  ['+ the jobs\' fields', projectsPage(`${PROJECT_FIELDS} ${PEOPLE}`, JOB_FIELDS)],
+  ['+ latestMetrics (the nested query)', NESTED],
+];
 const BASELINE = '{ me { id } }';
+const SIGNED_IN_NOTHING = '{ __typename }'; // a signed-in request that reads nothing but its session
 
 await runBenchmark(async () => {
   const pageSizes = listOption('page-sizes', [5, 50]);
@@ -50,6 +57,7 @@ await runBenchmark(async () => {
   const projectCount = Math.max(option('projects', 50), ...pageSizes);
   const jobsPerProject = Math.max(option('jobs', 4), JOBS_SHOWN);
   const rounds = option('rounds', 5);
+  const breakdown = process.argv.includes('--breakdown');
   const loadBefore = loadAverage();
 
   // Pollen reaches its FerretDB through the counting proxy (one loopback hop per command, for the
@@ -139,6 +147,26 @@ await runBenchmark(async () => {
     return `page ${first} ${value.toFixed(3)} ${value >= TARGET_RATIO ? 'met' : 'MISSED'}`;
   }).join('; '));
   console.log(`target commands per request independent of page size: ${flat ? 'met' : 'MISSED'} (${totals.join(' vs ')})`);
+  if (breakdown) {
+    const first = pageSizes[0];
+    const parts = [['signed in, reads nothing: ' + SIGNED_IN_NOTHING, SIGNED_IN_NOTHING, {}], ...PARTS.map(([label, query]) => [label, query, { first }])];
+    const runs = [];
+    for (const [label, query, variables] of parts) {
+      progress(`breakdown, page of ${first}: ${label}`);
+      runs.push([label, await load(query, variables, { duration })]);
+    }
+    console.log(`\nWhere the page of ${first} goes: the query grown a part at a time, each under the same load as above ` +
+      `(the baseline ${BASELINE} from the first table)`);
+    const cpuPerRequest = ({ result, cpu }) => (cpu.pollen / Math.max(result.requests.total, 1)) * 1000;
+    let before = cpuPerRequest(runs[0][1]);
+    printTable(['query', 'req/s', 'commands/req', 'Pollen CPU ms/req', 'added by the part', 'FerretDB CPU ms/req'], runs.map(([label, run], i) => {
+      const { result, cpu } = run;
+      const added = i === 0 ? '-' : ms(cpuPerRequest(run) - before);
+      before = cpuPerRequest(run);
+      return [label, rate(run).toFixed(1), run.commandsPerRequest.toFixed(1), ms(cpuPerRequest(run)), added,
+        ms((cpu.ferretdb / Math.max(result.requests.total, 1)) * 1000)];
+    }));
+  }
   console.log(`load average before: ${loadBefore}; after: ${loadAverage()}`);
 });
 
