@@ -155,8 +155,7 @@ await runBenchmark(async () => {
       progress(`breakdown, page of ${first}: ${label}`);
       runs.push([label, await load(query, variables, { duration })]);
     }
-    console.log(`\nWhere the page of ${first} goes: the query grown a part at a time, each under the same load as above ` +
-      `(the baseline ${BASELINE} from the first table)`);
+    console.log(`\nWhere the page of ${first} goes: the query grown a part at a time, each under the same load as above`);
     const cpuPerRequest = ({ result, cpu }) => (cpu.pollen / Math.max(result.requests.total, 1)) * 1000;
     let before = cpuPerRequest(runs[0][1]);
     printTable(['query', 'req/s', 'commands/req', 'Pollen CPU ms/req', 'added by the part', 'FerretDB CPU ms/req'], runs.map(([label, run], i) => {

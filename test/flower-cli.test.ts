@@ -96,7 +96,8 @@ describe('flwr commands, forked from a process that has imported Flower', () => 
       await expect.poll(() => forkerTree().commands.length, { timeout: 10_000 }).toBe(1);
       await cli.stop();
       await expect(cut).rejects.toThrow('flwr ls was killed by signal 9');
-      expect(forkerTree()).toEqual({ forkers: [], commands: [] });
+      // The command gets its SIGKILL as the forker ends, and may take a moment to be gone.
+      await expect.poll(() => forkerTree(), { timeout: 5_000 }).toEqual({ forkers: [], commands: [] });
 
       // The next command starts a new forker.
       expect((await cli.run(['--version'], command())).stdout).toContain('Flower version');

@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -42,7 +41,7 @@ export class FlowerCli {
   /** Runs `flwr <args>`; rejects when it fails, times out or is aborted, with the end of its output. */
   async run(args: string[], command: FlowerCommand): Promise<FlowerCommandOutput> {
     command.signal.throwIfAborted();
-    this.startedForker(); // makes `dir`
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
     const id = this.nextId++;
     // A directory of its own: Pollens that share a DATA_DIR number their commands alike.
     const outputDir = await mkdtemp(path.join(this.dir, 'command-'));
@@ -95,7 +94,6 @@ export class FlowerCli {
 
   private startedForker(): ChildProcess {
     if (this.forker && this.forker.exitCode === null && this.forker.signalCode === null) return this.forker;
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     // Run in `dir`, where a look for what a Pollen left running under DATA_DIR finds it.
     const forker = spawn(this.python, [FORKER], { cwd: this.dir, stdio: ['pipe', 'pipe', 'pipe'] });
     forker.stdin!.on('error', () => undefined); // seen as its exit
